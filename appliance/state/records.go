@@ -28,7 +28,7 @@ type Enrollment struct {
 
 // ConfigInfo records the configuration the box last booted with.
 type ConfigInfo struct {
-	Hash    string    `json:"hash"` // sha256 of config.yaml as read
+	Hash    string    `json:"hash"` // sha256 of the configuration in effect
 	Errors  []string  `json:"errors,omitempty"`
 	Applied time.Time `json:"applied"`
 }

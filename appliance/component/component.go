@@ -1,0 +1,60 @@
+// Package component is `ote run <component>`: the long-running parts of
+// the box, each run by the supervisor as the ote binary re-executed with
+// its name. A component logs to stderr, which the supervisor keeps.
+package component
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ote-edge/ote/appliance/state"
+	"github.com/ote-edge/ote/cross/multicall"
+)
+
+// components maps names to their entry points.
+func components() map[string]func(ctx context.Context, args []string, log *slog.Logger) error {
+	return map[string]func(ctx context.Context, args []string, log *slog.Logger) error{
+		"state": runState,
+	}
+}
+
+// Main runs the component named by args[0].
+func Main(ctx context.Context, args []string) error {
+	table := components()
+	names := make([]string, 0, len(table))
+	for n := range table {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(args) == 0 {
+		return fmt.Errorf("%w: name a component: %s", multicall.ErrUsage, strings.Join(names, ", "))
+	}
+	run, ok := table[args[0]]
+	if !ok {
+		return fmt.Errorf("%w: unknown component %q (have %s)", multicall.ErrUsage, args[0], strings.Join(names, ", "))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", args[0])
+	return run(ctx, args[1:], log)
+}
+
+func runState(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := multicall.FlagSet("run state", io.Discard)
+	var cfg state.ServerConfig
+	fs.StringVar(&cfg.DBPath, "db", "", "SQLite file of the local state")
+	fs.StringVar(&cfg.Socket, "socket", "", "unix socket to serve the etcd API on")
+	if err := multicall.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	cfg.Log = log
+	// kine logs through logrus; in this process it is kine's own, so
+	// quiet its per-request chatter.
+	logrus.SetLevel(logrus.WarnLevel)
+	return state.Serve(ctx, cfg)
+}
