@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
@@ -52,6 +53,8 @@ type Service struct {
 	MemoryMax Size     `yaml:"memoryMax"`
 	PidsMax   int64    `yaml:"pidsMax"`
 	Restart   string   `yaml:"restart"`
+	// StopGrace is how long the service has to stop after SIGTERM.
+	StopGrace time.Duration `yaml:"stopGrace"`
 }
 
 // Probe tells when an added service is ready: exactly one of its fields.
@@ -179,7 +182,7 @@ func (c *Config) validate(file string, root *yaml.Node) error {
 		default:
 			return bad(fmt.Sprintf("unknown restart policy %q: want always, on-failure or never", s.Restart), "services", name, "restart")
 		}
-		if s.MemoryMax < 0 || s.PidsMax < 0 {
+		if s.MemoryMax < 0 || s.PidsMax < 0 || s.StopGrace < 0 {
 			return bad("limits cannot be negative", "services", name)
 		}
 		if p := s.Ready; p != nil {

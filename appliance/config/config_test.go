@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseValid(t *testing.T) {
@@ -25,6 +26,7 @@ services:
     pidsMax: 100
     env: [LEVEL=debug]
     restart: on-failure
+    stopGrace: 2s
 `
 	c, err := Parse("config.yaml", []byte(in))
 	if err != nil {
@@ -33,8 +35,8 @@ services:
 	if c.Hostname != "box-1" || c.Network.Gateway != "192.168.1.1" || c.Status.Listen != "127.0.0.1:8080" {
 		t.Errorf("Parse = %+v", c)
 	}
-	if s := c.Services["nodeagent"]; s.MemoryMax != 64<<20 || s.PidsMax != 100 || s.Restart != "on-failure" {
-		t.Errorf("services.nodeagent = %+v, want 64Mi, 100 pids, on-failure", s)
+	if s := c.Services["nodeagent"]; s.MemoryMax != 64<<20 || s.PidsMax != 100 || s.Restart != "on-failure" || s.StopGrace != 2*time.Second {
+		t.Errorf("services.nodeagent = %+v, want 64Mi, 100 pids, on-failure, 2s grace", s)
 	}
 }
 

@@ -52,6 +52,9 @@ func services(builtin []supervisor.Service, overrides map[string]config.Service)
 		if o.Restart != "" {
 			s.Restart = supervisor.Restart(o.Restart)
 		}
+		if o.StopGrace > 0 {
+			s.StopGrace = o.StopGrace
+		}
 		out = append(out, s)
 	}
 
@@ -74,6 +77,7 @@ func services(builtin []supervisor.Service, overrides map[string]config.Service)
 		s := supervisor.Service{
 			Name: name, Argv: o.Argv, Env: o.Env, After: o.After,
 			Restart: supervisor.Restart(o.Restart), MemoryMax: int64(o.MemoryMax), PidsMax: o.PidsMax,
+			StopGrace: o.StopGrace,
 		}
 		if p := o.Ready; p != nil {
 			switch {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ExitNoRestart is the exit status with which a service asks not to be
@@ -34,6 +35,9 @@ type Service struct {
 	// MemoryMax and PidsMax limit the service's cgroup; zero means no limit.
 	MemoryMax int64
 	PidsMax   int64
+	// StopGrace is how long SIGTERM has before SIGKILL; zero means the
+	// supervisor's default.
+	StopGrace time.Duration
 }
 
 func (s *Service) restartPolicy() Restart {

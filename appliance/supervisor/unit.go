@@ -26,6 +26,13 @@ type unit struct {
 	st Status
 }
 
+func (u *unit) stopGrace() time.Duration {
+	if u.svc.StopGrace > 0 {
+		return u.svc.StopGrace
+	}
+	return u.sup.cfg.StopGrace
+}
+
 func (u *unit) dependsOn(name string) bool { return slices.Contains(u.svc.After, name) }
 
 func (u *unit) status() Status {
@@ -170,11 +177,11 @@ func (u *unit) runOnce() (exit ExitStatus, ran time.Duration, end runEnd) {
 	case <-u.restartReq:
 		u.note("restart requested")
 		u.update(func(st *Status) { st.State = StateStopping })
-		signalGroupAndWait(p, u.sup.cfg.StopGrace)
+		signalGroupAndWait(p, u.stopGrace())
 		end = endRestart
 	case <-u.stop:
 		u.update(func(st *Status) { st.State = StateStopping })
-		signalGroupAndWait(p, u.sup.cfg.StopGrace)
+		signalGroupAndWait(p, u.stopGrace())
 		end = endStopped
 	}
 	exit = p.Exit()
