@@ -271,3 +271,12 @@ func TestOteStatusCommand(t *testing.T) {
 	b.stop(15 * time.Second)
 	_ = context.Background
 }
+
+func dialable(socket string) bool {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ote-edge/ote/appliance/state"
@@ -90,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /{$}", s.serveIndex)
 	mux.HandleFunc("GET /api/v1/status", s.serveJSON)
+	mux.HandleFunc("GET /api/v1/logs", s.serveAllLogs)
 	mux.HandleFunc("GET /api/v1/services/{name}/logs", s.serveLogs)
 	mux.HandleFunc("POST /api/v1/services/{name}/restart", s.serveRestart)
 	mux.HandleFunc("POST /api/v1/reboot", s.serveReboot)
@@ -161,40 +163,89 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(s.report(r.Context()))
 }
 
-// serveLogs streams a service's log as server-sent events: the kept lines
-// first, then new ones as they come.
+// logEvent is one line of a live log stream.
+type logEvent struct {
+	Service string `json:"service"`
+	supervisor.Line
+}
+
+// serveLogs streams one service's log as server-sent events.
 func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request) {
-	ring, err := s.cfg.Services.Logs(r.PathValue("name"))
+	name := r.PathValue("name")
+	ring, err := s.cfg.Services.Logs(name)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
+	s.streamLogs(w, r, map[string]*supervisor.Ring{name: ring})
+}
+
+// serveAllLogs streams every service's log in one stream, which is what
+// the page uses: a browser allows only a few connections per host, so a
+// stream per service would starve the page on a box with many services.
+func (s *Server) serveAllLogs(w http.ResponseWriter, r *http.Request) {
+	rings := map[string]*supervisor.Ring{}
+	for _, st := range s.cfg.Services.Status() {
+		if ring, err := s.cfg.Services.Logs(st.Name); err == nil {
+			rings[st.Name] = ring
+		}
+	}
+	s.streamLogs(w, r, rings)
+}
+
+// streamLogs sends the kept lines of each ring, then new ones as they
+// come, until the client goes away.
+func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, rings map[string]*supervisor.Ring) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	backlog, lines, cancel := ring.Subscribe(256)
-	defer cancel()
-	send := func(l supervisor.Line) error {
-		b, _ := json.Marshal(l)
+	send := func(ev logEvent) error {
+		b, _ := json.Marshal(ev)
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return err
 		}
 		return rc.Flush()
 	}
-	for _, l := range backlog {
-		if send(l) != nil {
-			return
+
+	ctx := r.Context()
+	merged := make(chan logEvent, 64)
+	var forwarders sync.WaitGroup
+	defer forwarders.Wait()
+	for name, ring := range rings {
+		backlog, lines, cancel := ring.Subscribe(256)
+		for _, l := range backlog {
+			if send(logEvent{name, l}) != nil {
+				cancel()
+				return
+			}
 		}
+		forwarders.Go(func() {
+			defer cancel()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case l := <-lines:
+					select {
+					case merged <- logEvent{name, l}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		})
 	}
-	rc.Flush()
+	if rc.Flush() != nil {
+		return
+	}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
-		case l := <-lines:
-			if send(l) != nil {
+		case ev := <-merged:
+			if send(ev) != nil {
 				return
 			}
 		case <-keepalive.C:
