@@ -21,7 +21,7 @@ import (
 
 // box is an `ote init --root` process tree started by a test.
 type box struct {
-	t       *testing.T
+	t       testing.TB
 	root    string
 	addr    string // status page
 	cmd     *exec.Cmd
@@ -46,7 +46,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +57,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // writeBootFile puts a file on the box's boot partition.
-func writeBootFile(t *testing.T, root, name, content string) {
+func writeBootFile(t testing.TB, root, name, content string) {
 	t.Helper()
 	p := filepath.Join(root, "boot", "ote", name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -69,7 +69,7 @@ func writeBootFile(t *testing.T, root, name, content string) {
 }
 
 // startBox starts ote init under root and waits for its status page.
-func startBox(t *testing.T, root string) *box {
+func startBox(t testing.TB, root string) *box {
 	t.Helper()
 	b := &box{t: t, root: root, addr: freeAddr(t), console: &syncBuffer{}, exited: make(chan struct{})}
 	b.cmd = exec.Command(builtBinary(t, "ote"), "init", "--root", root, "--status-listen", b.addr)

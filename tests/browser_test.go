@@ -17,7 +17,7 @@ import (
 
 // artifactDir is where tests leave files for people to look at: console
 // logs, screenshots. $OTE_ARTIFACTS, or out/artifacts.
-func artifactDir(t *testing.T) string {
+func artifactDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("OTE_ARTIFACTS")
 	if dir == "" {

@@ -13,7 +13,7 @@ import (
 )
 
 // repoRoot is the directory holding the root go.mod.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := filepath.Abs("..")
 	if err != nil {
@@ -26,7 +26,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // outDir is where make put the host binaries.
-func outDir(t *testing.T) string {
+func outDir(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("OTE_OUT"); d != "" {
 		return d
@@ -36,7 +36,7 @@ func outDir(t *testing.T) string {
 
 // builtBinary returns the path of a binary that make builds into out/,
 // skipping in -short mode when it is absent and failing otherwise.
-func builtBinary(t *testing.T, name string) string {
+func builtBinary(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(outDir(t), name)
 	if _, err := os.Stat(p); err != nil {
@@ -88,7 +88,7 @@ type result struct {
 	code           int
 }
 
-func runBinary(t *testing.T, path string, args ...string) result {
+func runBinary(t testing.TB, path string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(path, args...)
 	var stdout, stderr bytes.Buffer

@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/k3s-io/kine/pkg/drivers"
 	"github.com/k3s-io/kine/pkg/drivers/generic"
-	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/k3s-io/kine/pkg/drivers/sqlite"
+	"github.com/k3s-io/kine/pkg/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // ServerConfig configures Serve.
@@ -46,18 +52,20 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		return fmt.Errorf("state: remove stale socket: %w", err)
 	}
 
+	// kine's endpoint package would link every backend it has (MySQL,
+	// Postgres, NATS, T4) into the box's binary; the box only needs
+	// SQLite, so its driver and etcd server are put together here.
 	var wg sync.WaitGroup
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The values are kine's own command-line defaults; embedding through
-	// endpoint.Listen leaves them zero otherwise.
-	etcd, err := endpoint.Listen(kctx, endpoint.Config{
-		WaitGroup:            &wg,
-		Listener:             "unix://" + cfg.Socket,
-		Endpoint:             "sqlite://" + cfg.DBPath + "?" + sqliteParams,
+	kctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	// The values are kine's own command-line defaults.
+	_, backend, err := sqlite.New(kctx, &wg, &drivers.Config{
+		Scheme:               "sqlite",
+		DataSourceName:       cfg.DBPath + "?" + sqliteParams,
 		ConnectionPoolConfig: generic.ConnectionPoolConfig{MaxIdle: 20, MaxIdleTime: 2 * time.Minute},
-		NotifyInterval:       5 * time.Second,
-		EmulatedETCDVersion:  "3.6.11",
 		CompactInterval:      cfg.CompactInterval,
 		CompactTimeout:       5 * time.Second,
 		CompactMinRetain:     1000,
@@ -66,13 +74,44 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		PollInterval:         time.Second,
 	})
 	if err != nil {
+		return fmt.Errorf("state: open %s: %w", cfg.DBPath, err)
+	}
+	if err := backend.Start(kctx); err != nil {
 		return fmt.Errorf("state: start kine on %s: %w", cfg.DBPath, err)
 	}
-	if cfg.Log != nil {
-		cfg.Log.Info("state served", "db", cfg.DBPath, "endpoint", etcd.Endpoints)
+	// etcd's own server defaults, as kine uses them.
+	srv := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(1536<<10+512<<10),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+	)
+	server.New(backend, "unix", 5*time.Second, "3.6.11").Register(srv)
+	ln, err := net.Listen("unix", cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
 	}
-	<-ctx.Done()
-	cancel()
-	wg.Wait()
+	if err := os.Chmod(cfg.Socket, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("state: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.Log != nil {
+		cfg.Log.Info("state served", "db", cfg.DBPath, "socket", cfg.Socket)
+	}
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("state: serve: %w", err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+	<-serveErr
 	return nil
 }
