@@ -14,6 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ote-edge/ote/appliance/config"
+	"github.com/ote-edge/ote/appliance/netconf"
 	"github.com/ote-edge/ote/appliance/state"
 	"github.com/ote-edge/ote/cross/multicall"
 )
@@ -21,7 +23,8 @@ import (
 // components maps names to their entry points.
 func components() map[string]func(ctx context.Context, args []string, log *slog.Logger) error {
 	return map[string]func(ctx context.Context, args []string, log *slog.Logger) error{
-		"state": runState,
+		"state":   runState,
+		"network": runNetwork,
 	}
 }
 
@@ -57,4 +60,26 @@ func runState(ctx context.Context, args []string, log *slog.Logger) error {
 	// quiet its per-request chatter.
 	logrus.SetLevel(logrus.WarnLevel)
 	return state.Serve(ctx, cfg)
+}
+
+func runNetwork(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := multicall.FlagSet("run network", io.Discard)
+	configFile := fs.String("config", "", "config.yaml whose network section to apply")
+	cfg := netconf.Config{Log: log}
+	fs.StringVar(&cfg.ResolvConf, "resolv", "/run/resolv.conf", "resolv.conf to write")
+	fs.StringVar(&cfg.Hostname, "hostname", "", "hostname to send with DHCP requests")
+	if err := multicall.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	// ote init has shown any error in the file already; the network
+	// comes up with the defaults (DHCP) then.
+	conf, err := config.Load(*configFile)
+	if err != nil {
+		log.Warn("using the default network settings", "err", err)
+	}
+	cfg.Network = conf.Network
+	if cfg.Hostname == "" {
+		cfg.Hostname = conf.Hostname
+	}
+	return netconf.Run(ctx, cfg)
 }

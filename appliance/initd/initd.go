@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (pid1.Action, error) {
 			return pid1.Exit, fmt.Errorf("become subreaper: %w", err)
 		}
 	}
-	builtin := builtinServices(paths, cfg.Self)
+	builtin := builtinServices(paths, cfg.Self, asPID1)
 	table, more := services(builtin, conf.Services)
 	problems = append(problems, more...)
 	supCfg := supervisor.Config{
@@ -219,6 +219,13 @@ func signalAction(sig syscall.Signal, asPID1 bool) pid1.Action {
 func earlySetup(log *slog.Logger) {
 	if err := pid1.MountEarly(); err != nil {
 		log.Error("early mounts", "err", err)
+	}
+	mods, err := pid1.ReadModuleList(pid1.ModuleList)
+	if err == nil {
+		err = pid1.LoadModules(mods)
+	}
+	if err != nil {
+		log.Error("kernel modules", "err", err)
 	}
 	if err := pid1.LoopbackUp(); err != nil {
 		log.Error("loopback", "err", err)

@@ -10,9 +10,10 @@ import (
 
 // builtinServices is the box's process tree. Each component is the ote
 // binary itself, re-executed as `ote run <component>`; adding one is an
-// entry here and a case in appliance/component.
-func builtinServices(p Paths, self string) []supervisor.Service {
-	return []supervisor.Service{
+// entry here and a case in appliance/component. The network is only the
+// box's to configure when ote init is PID 1.
+func builtinServices(p Paths, self string, asPID1 bool) []supervisor.Service {
+	services := []supervisor.Service{
 		{
 			Name:      "state",
 			Argv:      []string{self, "run", "state", "--db", p.StateDB(), "--socket", p.StateSocket()},
@@ -20,6 +21,14 @@ func builtinServices(p Paths, self string) []supervisor.Service {
 			MemoryMax: 256 << 20,
 		},
 	}
+	if asPID1 {
+		services = append(services, supervisor.Service{
+			Name:      "network",
+			Argv:      []string{self, "run", "network", "--config", p.ConfigFile(), "--resolv", "/run/resolv.conf"},
+			MemoryMax: 64 << 20,
+		})
+	}
+	return services
 }
 
 // services merges config.yaml's overrides and added services into the

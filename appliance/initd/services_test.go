@@ -11,7 +11,7 @@ import (
 )
 
 func TestServicesMergesOverrides(t *testing.T) {
-	builtin := builtinServices(layout("/r"), "/bin/ote")
+	builtin := builtinServices(layout("/r"), "/bin/ote", false)
 	got, problems := services(builtin, map[string]config.Service{
 		"state":  {MemoryMax: 64 << 20, Env: []string{"A=1"}, Restart: "on-failure", StopGrace: 3 * time.Second},
 		"mine":   {Argv: []string{"/bin/mine"}, After: []string{"state"}, Ready: &config.Probe{Socket: "/run/mine.sock"}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,29 @@ func SetHostname(name string) error {
 		return fmt.Errorf("set hostname %q: %w", name, err)
 	}
 	return nil
+}
+
+// ModuleList is where the image lists the kernel modules ote init loads
+// at boot: one .ko path per line, dependencies first; '#' starts a comment.
+const ModuleList = "/etc/ote/modules"
+
+// ReadModuleList reads a module list; a missing file is an empty list.
+func ReadModuleList(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var mods []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.TrimSpace(line); line != "" {
+			mods = append(mods, line)
+		}
+	}
+	return mods, nil
 }
 
 // LoadModules loads kernel module files in the order given (dependencies

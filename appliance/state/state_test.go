@@ -3,17 +3,25 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // startServer runs a real kine on a SQLite file in dir and returns a store
 // connected to it; stop ends the server and waits for it.
 func startServer(t *testing.T, dir string) (store *Store, stop func()) {
 	t.Helper()
+	return startServerWith(t, ServerConfig{DBPath: filepath.Join(dir, "state.db"), Socket: filepath.Join(dir, "state.sock")})
+}
+
+func startServerWith(t *testing.T, cfg ServerConfig) (store *Store, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := ServerConfig{DBPath: filepath.Join(dir, "state.db"), Socket: filepath.Join(dir, "state.sock")}
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, cfg) }()
 	s, err := Dial(cfg.Socket)
@@ -85,5 +93,42 @@ func TestPutGetWatchAndPersist(t *testing.T) {
 func TestServeNeedsPaths(t *testing.T) {
 	if err := Serve(context.Background(), ServerConfig{}); err == nil {
 		t.Error("Serve with no paths succeeded, want an error")
+	}
+}
+
+// Compaction drops old revisions, keeping the last 1000, so a record that
+// is rewritten forever does not grow the file forever.
+func TestCompactionBoundsHistory(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := startServerWith(t, ServerConfig{
+		DBPath: filepath.Join(dir, "state.db"), Socket: filepath.Join(dir, "state.sock"),
+		CompactInterval: time.Second,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const writes = 2000
+	var first int64
+	for i := range writes {
+		rev, err := Put(ctx, s, ConfigKey, ConfigInfo{Hash: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = rev
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := s.cli.Get(ctx, prefix+string(ConfigKey), clientv3.WithRev(first))
+		if err != nil && strings.Contains(err.Error(), "compacted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revision %d of %d writes still readable after a minute (err %v); compaction did not run", first, writes, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got, _, err := Get(ctx, s, ConfigKey); err != nil || got.Hash != fmt.Sprint(writes-1) {
+		t.Errorf("latest after compaction = %+v, %v; want hash %d", got, err, writes-1)
 	}
 }
