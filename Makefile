@@ -47,12 +47,15 @@ lint:
 	cd cross/kube && $(GO) vet .
 	$(GO) run $(STATICCHECK) ./...
 
+# Until the cloud controller and the QEMU box exist, `make run` runs the
+# appliance runtime as an ordinary process, its files under out/run/box.
+RUN_STATUS ?= 127.0.0.1:8080
 run: build
-	@echo "OTE binaries built in out/$(HOSTARCH)/:"
-	@for b in ote ote-cloud ote-image; do out/$(HOSTARCH)/$$b version; done
-	@echo
-	@echo "Nothing runs yet: the cloud controller (ote-cloud serve) and a QEMU box"
-	@echo "are not built. Until then 'make run' only builds and reports versions."
+	@echo "Starting the OTE appliance runtime (ote init) with its files in out/run/box."
+	@echo "Status page: http://$(RUN_STATUS)/   JSON: http://$(RUN_STATUS)/api/v1/status"
+	@echo "Device config: out/run/box/boot/ote/config.yaml.  Stop with Ctrl-C."
+	@mkdir -p out/run/box
+	out/$(HOSTARCH)/ote init --root out/run/box --status-listen $(RUN_STATUS)
 
 clean:
 	rm -rf out
