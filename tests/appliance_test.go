@@ -71,8 +71,17 @@ func writeBootFile(t testing.TB, root, name, content string) {
 // startBox starts ote init under root and waits for its status page.
 func startBox(t testing.TB, root string) *box {
 	t.Helper()
-	b := &box{t: t, root: root, addr: freeAddr(t), console: &syncBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(builtBinary(t, "ote"), "init", "--root", root, "--status-listen", b.addr)
+	addr := freeAddr(t)
+	return startTree(t, root, addr, builtBinary(t, "ote"), "init", "--root", root, "--status-listen", addr)
+}
+
+// startTree runs argv, which starts an ote init with its status page on
+// addr, and waits for the page.
+func startTree(t testing.TB, root, addr string, argv ...string) *box {
+	t.Helper()
+	b := &box{t: t, root: root, addr: addr, console: &syncBuffer{}, exited: make(chan struct{})}
+	b.cmd = exec.Command(argv[0], argv[1:]...)
+	b.cmd.WaitDelay = 5 * time.Second // a child that keeps our pipes must not hang the test
 	b.cmd.Stdout, b.cmd.Stderr = b.console, b.console
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := b.cmd.Start(); err != nil {

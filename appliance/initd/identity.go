@@ -39,43 +39,43 @@ func (id *identity) passwordHash() string {
 // and, without a configured password, a random device password that is
 // printed once on the console), and records the configuration booted
 // with. It retries until the state service answers or ctx ends.
-func firstBoot(ctx context.Context, store *state.Store, id *identity, conf config.Config, problems []string, log *slog.Logger, say func(string, ...any)) {
+func firstBoot(ctx context.Context, store *state.Store, id *identity, conf config.Config, problems []string, log *slog.Logger, say func(string, ...any)) state.Device {
 	bo := backoff.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2}
 	for {
-		err := ensureDevice(ctx, store, id, say)
+		dev, err := ensureDevice(ctx, store, id, say)
 		if err == nil {
 			err = recordConfig(ctx, store, conf, problems)
 		}
 		if err == nil {
-			return
+			return dev
 		}
 		log.Warn("first boot: state not ready", "err", err)
 		if bo.Wait(ctx) != nil {
-			return
+			return state.Device{}
 		}
 	}
 }
 
-func ensureDevice(ctx context.Context, store *state.Store, id *identity, say func(string, ...any)) error {
+func ensureDevice(ctx context.Context, store *state.Store, id *identity, say func(string, ...any)) (state.Device, error) {
 	dev, _, err := state.Get(ctx, store, state.DeviceKey)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		dev = state.Device{ID: randomHex(8), CreatedAt: time.Now().UTC()}
 	case err != nil:
-		return err
+		return dev, err
 	}
 	var password string
 	if dev.PasswordHash == "" && id.configHash == "" {
 		password = rand.Text()[:16]
 		h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 		if err != nil {
-			return err
+			return dev, err
 		}
 		dev.PasswordHash = string(h)
 	}
 	if password != "" || errors.Is(err, state.ErrNotFound) {
 		if _, err := state.Put(ctx, store, state.DeviceKey, dev); err != nil {
-			return err
+			return dev, err
 		}
 	}
 	if password != "" {
@@ -85,7 +85,7 @@ func ensureDevice(ctx context.Context, store *state.Store, id *identity, say fun
 	id.mu.Lock()
 	id.stateHash = dev.PasswordHash
 	id.mu.Unlock()
-	return nil
+	return dev, nil
 }
 
 func recordConfig(ctx context.Context, store *state.Store, conf config.Config, problems []string) error {

@@ -49,13 +49,6 @@ func Run(ctx context.Context, cfg Config) (pid1.Action, error) {
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	if cfg.Self == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return pid1.Exit, fmt.Errorf("find own binary: %w", err)
-		}
-		cfg.Self = self
-	}
 	asPID1 := cfg.Root == ""
 	if asPID1 && !pid1.IsPID1() {
 		return pid1.Exit, errors.New("ote init runs as PID 1 on a box; elsewhere use --root DIR")
@@ -64,7 +57,14 @@ func Run(ctx context.Context, cfg Config) (pid1.Action, error) {
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Console, "ote: "+format+"\n", args...) }
 
 	if asPID1 {
-		earlySetup(cfg.Log)
+		earlySetup(cfg.Log) // before anything reads /proc
+	}
+	if cfg.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return pid1.Exit, fmt.Errorf("find own binary: %w", err)
+		}
+		cfg.Self = self
 	}
 	for _, d := range []string{paths.Data, paths.Run, paths.Boot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -178,7 +178,13 @@ func Run(ctx context.Context, cfg Config) (pid1.Action, error) {
 		case <-treeCtx.Done():
 			return
 		}
-		firstBoot(treeCtx, store, id, conf, problems, cfg.Log, say)
+		dev := firstBoot(treeCtx, store, id, conf, problems, cfg.Log, say)
+		if asPID1 && hostname == "" && dev.ID != "" {
+			// A box without a configured name gets a stable one.
+			if err := pid1.SetHostname("ote-" + dev.ID[:8]); err != nil {
+				cfg.Log.Error("hostname", "err", err)
+			}
+		}
 	})
 	say("up; status page on %s", listen)
 

@@ -59,7 +59,11 @@ func (c *Cgroups) open(svc Service) (*os.File, error) {
 			val = strconv.FormatInt(v, 10)
 		}
 		p := filepath.Join(dir, file)
-		if err := os.WriteFile(p, []byte(val), 0); err != nil && !(v == 0 && errors.Is(err, os.ErrNotExist)) {
+		// Without the controller (a kernel or hierarchy that lacks it) the
+		// file is absent, and the service runs without that limit. The
+		// file is opened without O_CREATE: cgroupfs refuses to create one
+		// with EACCES.
+		if err := writeExisting(p, val); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("set %s=%s: %w", p, val, err)
 		}
 	}
@@ -86,4 +90,16 @@ func (c *Cgroups) usage(name string) (memory int64, cpuSeconds float64) {
 		}
 	}
 	return memory, cpuSeconds
+}
+
+func writeExisting(path, val string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(val); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -207,12 +207,14 @@ func (u *unit) start() (Process, error) {
 		Stderr: &lineWriter{u: u, stream: "stderr"},
 	}
 	if cg := u.sup.cfg.Cgroups; cg != nil {
-		f, err := cg.open(u.svc)
-		if err != nil {
-			return nil, err
+		// A cgroup that cannot be set up costs the service its limits,
+		// never its run.
+		if f, err := cg.open(u.svc); err != nil {
+			u.note("cgroup: %v; running without limits", err)
+		} else {
+			defer f.Close()
+			spec.Cgroup = f
 		}
-		defer f.Close()
-		spec.Cgroup = f
 	}
 	return u.sup.cfg.Runner.Start(spec)
 }
