@@ -21,7 +21,10 @@ type Probe interface {
 }
 
 // HTTPProbe is ready when a GET of URL answers with a 2xx status.
-type HTTPProbe struct{ URL string }
+type HTTPProbe struct {
+	URL    string
+	Client *http.Client // for TLS settings; nil means http.DefaultClient
+}
 
 // Check implements Probe.
 func (p HTTPProbe) Check(ctx context.Context, _ Runner) error {
@@ -29,7 +32,11 @@ func (p HTTPProbe) Check(ctx context.Context, _ Runner) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := p.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

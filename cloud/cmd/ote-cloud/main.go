@@ -3,11 +3,17 @@
 // to its children through the QUIC tunnel.
 package main
 
-import "github.com/ote-edge/ote/cross/multicall"
+import (
+	"github.com/ote-edge/ote/cloud/serve"
+	"github.com/ote-edge/ote/cross/multicall"
+)
 
 func main() {
 	(&multicall.Program{
 		Name:    "ote-cloud",
 		Summary: "the OTE cluster controller",
+		Commands: []multicall.Command{
+			{Name: "serve", Args: "--data-dir DIR | --kubeconfig FILE [--api-listen ADDR] [--kube-binary PATH]", Summary: "run the cluster controller", Run: serve.Main},
+		},
 	}).Exit()
 }

@@ -1,0 +1,37 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ote-edge/ote/cross/multicall"
+)
+
+// Main is `ote-cloud serve`.
+func Main(ctx context.Context, args []string) error {
+	fs := multicall.FlagSet("serve", os.Stderr)
+	var cfg Config
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "`DIR` for the embedded control plane (kine, certificates, kubeconfig)")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "use the cluster in `FILE` instead of an embedded API server")
+	fs.StringVar(&cfg.KubeBinary, "kube-binary", "", "the kube multi-call `PATH` (default: next to ote-cloud, or on PATH)")
+	fs.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:6443", "`ADDR` of the embedded Kubernetes API")
+	if err := multicall.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if (cfg.DataDir == "") == (cfg.Kubeconfig == "") {
+		return fmt.Errorf("%w: give exactly one of --data-dir and --kubeconfig", multicall.ErrUsage)
+	}
+	// kine logs through logrus; keep its per-start chatter out of the way.
+	logrus.SetLevel(logrus.WarnLevel)
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Console = os.Stderr
+	cfg.Ready = func(kubeconfig string) {
+		fmt.Printf("ote-cloud: serving; kubeconfig: %s\n", kubeconfig)
+		fmt.Printf("ote-cloud: try: kubectl --kubeconfig %s get edgeclusters\n", kubeconfig)
+	}
+	return Run(ctx, cfg)
+}

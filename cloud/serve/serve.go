@@ -1,0 +1,333 @@
+// Package serve is `ote-cloud serve`: the cluster controller with the
+// Kubernetes API it is driven through.
+//
+// In its embedded default it runs kine on a SQLite file in the data
+// directory and the upstream kube-apiserver (the kube binary built in
+// cross/kube) as a supervised child pointed at kine, with certificates
+// from the tree's CA, and writes an admin kubeconfig next to them. Given
+// a kubeconfig instead, it uses that cluster and starts no API server.
+// Either way it installs or updates OTE's CRDs at start.
+package serve
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/ote-edge/ote/appliance/state"
+	"github.com/ote-edge/ote/appliance/supervisor"
+	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/pki"
+)
+
+// Config configures Run.
+type Config struct {
+	// DataDir holds the embedded control plane: state.db, pki/, kubeconfig.
+	DataDir string
+	// Kubeconfig, when set, points at an existing cluster to use instead.
+	Kubeconfig string
+	// KubeBinary is the kube multi-call binary; default: next to this
+	// binary, else on PATH.
+	KubeBinary string
+	// APIListen is where the embedded API server listens; default
+	// 127.0.0.1:6443.
+	APIListen string
+	Log       *slog.Logger
+	Console   io.Writer // the API server's output; nil discards
+	// Ready, if set, is called once the API serves OTE's CRDs, with the
+	// admin kubeconfig's path.
+	Ready func(kubeconfig string)
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+		if err := installCRDs(ctx, rc, cfg); err != nil {
+			return err
+		}
+		cfg.ready(cfg.Kubeconfig)
+		<-ctx.Done()
+		return nil
+	}
+	return runEmbedded(ctx, cfg)
+}
+
+func (cfg Config) ready(kubeconfig string) {
+	if cfg.Ready != nil {
+		cfg.Ready(kubeconfig)
+	}
+}
+
+func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) error {
+	client, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ictx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := crds.Install(ictx, client); err != nil {
+		return err
+	}
+	cfg.Log.Info("CRDs installed")
+	return nil
+}
+
+func runEmbedded(ctx context.Context, cfg Config) error {
+	if cfg.DataDir == "" {
+		return errors.New("serve: --data-dir or --kubeconfig is required")
+	}
+	if cfg.APIListen == "" {
+		cfg.APIListen = "127.0.0.1:6443"
+	}
+	host, port, err := net.SplitHostPort(cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("serve: API listen address %q: %w", cfg.APIListen, err)
+	}
+	kube, err := findKube(cfg.KubeBinary)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	certs, err := issueCerts(filepath.Join(dir, "pki"), host)
+	if err != nil {
+		return err
+	}
+	apiURL := "https://" + net.JoinHostPort(connectHost(host), port)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, apiURL, certs); err != nil {
+		return err
+	}
+
+	kineSocket := filepath.Join(dir, "kine.sock")
+	stateCtx, stopState := context.WithCancel(context.Background())
+	stateErr := make(chan error, 1)
+	go func() {
+		stateErr <- state.Serve(stateCtx, state.ServerConfig{DBPath: filepath.Join(dir, "state.db"), Socket: kineSocket, Log: cfg.Log})
+	}()
+	defer func() {
+		stopState()
+		<-stateErr
+	}()
+
+	probeClient, err := adminHTTPClient(certs)
+	if err != nil {
+		return err
+	}
+	sup, err := supervisor.New(supervisor.Config{
+		Log:     cfg.Log,
+		Console: cfg.Console,
+		Services: []supervisor.Service{{
+			Name:      "apiserver",
+			Argv:      apiserverArgs(kube, host, port, "unix://"+kineSocket, certs),
+			Ready:     supervisor.HTTPProbe{URL: apiURL + "/readyz", Client: probeClient},
+			StopGrace: 15 * time.Second,
+		}},
+		ProbeInterval: 250 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	supCtx, stopSup := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { sup.Run(supCtx) })
+	defer func() {
+		stopSup()
+		wg.Wait()
+	}()
+
+	select {
+	case <-sup.Ready("apiserver"):
+	case err := <-stateErr:
+		return fmt.Errorf("serve: local state: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	if err := installCRDs(ctx, rc, cfg); err != nil {
+		return err
+	}
+	cfg.ready(kubeconfig)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-stateErr:
+		return fmt.Errorf("serve: local state: %w", err)
+	}
+}
+
+// findKube looks for the kube binary where it was asked, next to ours, or on PATH.
+func findKube(given string) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", fmt.Errorf("kube binary: %w", err)
+		}
+		return given, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "kube")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("kube")
+	if err != nil {
+		return "", errors.New("kube binary not found next to ote-cloud or on PATH; build it with make kube or pass --kube-binary")
+	}
+	return p, nil
+}
+
+// connectHost is the address clients dial for a listen host.
+func connectHost(host string) string {
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return "127.0.0.1"
+	}
+	return host
+}
+
+func apiserverArgs(kube, host, port, etcd string, c certFiles) []string {
+	bind := host
+	if bind == "" {
+		bind = "0.0.0.0"
+	}
+	return []string{
+		kube, "apiserver",
+		"--etcd-servers=" + etcd,
+		"--bind-address=" + bind,
+		"--secure-port=" + port,
+		"--advertise-address=" + connectHost(host),
+		"--tls-cert-file=" + c.serverCert,
+		"--tls-private-key-file=" + c.serverKey,
+		"--client-ca-file=" + c.caCert,
+		"--service-account-key-file=" + c.saKey,
+		"--service-account-signing-key-file=" + c.saKey,
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--authorization-mode=Node,RBAC",
+		"--anonymous-auth=false",
+		"--allow-privileged=true",
+		"--service-cluster-ip-range=10.43.0.0/16",
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+		"--enable-priority-and-fairness=false",
+		"--storage-backend=etcd3",
+		"--watch-cache=true",
+	}
+}
+
+// certFiles are the embedded control plane's certificates and keys.
+type certFiles struct {
+	caCert                string
+	serverCert, serverKey string
+	adminCert, adminKey   string
+	saKey                 string
+	caPool                *x509.CertPool
+}
+
+// issueCerts makes (or keeps) the CA, the API server's serving
+// certificate, the admin client certificate and the service-account key.
+func issueCerts(dir, host string) (certFiles, error) {
+	ca, err := pki.LoadOrCreateCA(dir, "ote")
+	if err != nil {
+		return certFiles{}, fmt.Errorf("serve: CA: %w", err)
+	}
+	c := certFiles{caCert: filepath.Join(dir, "ca.crt"), caPool: x509.NewCertPool()}
+	c.caPool.AddCert(ca.Cert)
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 43, 0, 1)}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	dns := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+	if h, err := os.Hostname(); err == nil {
+		dns = append(dns, h)
+	}
+	year := 365 * 24 * time.Hour
+	if c.serverCert, c.serverKey, err = ca.IssueFiles(dir, "apiserver", pki.Request{
+		CommonName: "kube-apiserver", DNSNames: dns, IPs: ips, Server: true, Validity: year,
+	}); err != nil {
+		return c, err
+	}
+	if c.adminCert, c.adminKey, err = ca.IssueFiles(dir, "admin", pki.Request{
+		CommonName: "ote-admin", Organization: []string{"system:masters"}, Client: true, Validity: year,
+	}); err != nil {
+		return c, err
+	}
+	c.saKey = filepath.Join(dir, "service-account.key")
+	if _, err := os.Stat(c.saKey); errors.Is(err, os.ErrNotExist) {
+		// SEC1, not PKCS#8: the API server reads this file for the public
+		// key too, and that reader takes only SEC1 for EC keys.
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return c, err
+		}
+		der, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return c, err
+		}
+		if err := pki.WriteFileAtomic(c.saKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func adminHTTPClient(c certFiles) (*http.Client, error) {
+	pair, err := tls.LoadX509KeyPair(c.adminCert, c.adminKey)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: c.caPool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		}},
+	}, nil
+}
+
+func writeKubeconfig(path, server string, c certFiles) error {
+	read := func(p string) []byte {
+		b, _ := os.ReadFile(p)
+		return b
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["ote"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: read(c.caCert)}
+	kc.AuthInfos["ote-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: read(c.adminCert), ClientKeyData: read(c.adminKey)}
+	kc.Contexts["ote"] = &clientcmdapi.Context{Cluster: "ote", AuthInfo: "ote-admin"}
+	kc.CurrentContext = "ote"
+	b, err := clientcmd.Write(*kc)
+	if err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(path, b, 0o600)
+}
