@@ -47,15 +47,20 @@ lint:
 	cd cross/kube && $(GO) vet .
 	$(GO) run $(STATICCHECK) ./...
 
-# Until the cloud controller and the QEMU box exist, `make run` runs the
-# appliance runtime as an ordinary process, its files under out/run/box.
+# `make run`: the cloud controller (embedded control plane under
+# out/run/cloud) and, beside it, the box runtime as an ordinary process
+# (files under out/run/box). Ctrl-C stops both.
 RUN_STATUS ?= 127.0.0.1:8080
-run: build
-	@echo "Starting the OTE appliance runtime (ote init) with its files in out/run/box."
-	@echo "Status page: http://$(RUN_STATUS)/   JSON: http://$(RUN_STATUS)/api/v1/status"
-	@echo "Device config: out/run/box/boot/ote/config.yaml.  Stop with Ctrl-C."
-	@mkdir -p out/run/box
-	out/$(HOSTARCH)/ote init --root out/run/box --status-listen $(RUN_STATUS)
+RUN_API    ?= 127.0.0.1:6443
+run: build kube
+	@mkdir -p out/run/cloud out/run/box
+	@echo "Cloud controller: kubectl --kubeconfig out/run/cloud/kubeconfig get edgeclusters"
+	@echo "                  (kubectl is out/$(HOSTARCH)/kubectl)"
+	@echo "Box status page:  http://$(RUN_STATUS)/   JSON: http://$(RUN_STATUS)/api/v1/status"
+	@echo "Box config:       out/run/box/boot/ote/config.yaml.  Stop with Ctrl-C."
+	@bash -c 'out/$(HOSTARCH)/ote-cloud serve --data-dir out/run/cloud --api-listen $(RUN_API) & \
+		cloud=$$!; trap "kill $$cloud 2>/dev/null; wait $$cloud" EXIT; \
+		out/$(HOSTARCH)/ote init --root out/run/box --status-listen $(RUN_STATUS)'
 
 clean:
 	rm -rf out

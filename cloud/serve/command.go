@@ -1,8 +1,10 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -28,10 +30,22 @@ func Main(ctx context.Context, args []string) error {
 	// kine logs through logrus; keep its per-start chatter out of the way.
 	logrus.SetLevel(logrus.WarnLevel)
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Console = os.Stderr
+	cfg.Console = quietInfo{os.Stderr}
 	cfg.Ready = func(kubeconfig string) {
 		fmt.Printf("ote-cloud: serving; kubeconfig: %s\n", kubeconfig)
 		fmt.Printf("ote-cloud: try: kubectl --kubeconfig %s get edgeclusters\n", kubeconfig)
 	}
 	return Run(ctx, cfg)
+}
+
+// quietInfo drops the API server's klog info lines (those starting with
+// "I" after the service prefix) on their way to the console; warnings,
+// errors and the supervisor's own lines pass.
+type quietInfo struct{ w io.Writer }
+
+func (q quietInfo) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("apiserver: I")) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
