@@ -39,6 +39,28 @@ func LoadOrCreateCA(dir, commonName string) (*CA, error) {
 	if _, err := os.Stat(certFile); err == nil {
 		return LoadCA(certFile, keyFile)
 	}
+	ca, err := NewCA(commonName)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := EncodeKey(ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := WriteFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := WriteFileAtomic(certFile, ca.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// NewCA creates a self-signed CA.
+func NewCA(commonName string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -57,21 +79,11 @@ func LoadOrCreateCA(dir, commonName string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := EncodeKey(key)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := WriteFileAtomic(keyFile, keyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	if err := WriteFileAtomic(certFile, certPEM, 0o644); err != nil {
-		return nil, err
-	}
-	return LoadCA(certFile, keyFile)
+	return &CA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: key}, nil
 }
 
 // LoadCA reads a CA certificate and key from PEM files.
@@ -80,17 +92,29 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ParseCert(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certFile, err)
-	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certFile, err)
+	}
+	return ca, nil
+}
+
+// ParseCA decodes a CA certificate and its key from PEM.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA {
+		return nil, errors.New("certificate is not a CA")
+	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyFile, err)
+		return nil, err
 	}
 	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
 }

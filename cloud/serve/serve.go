@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -38,6 +39,7 @@ import (
 	"github.com/ote-edge/ote/appliance/supervisor"
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/token"
 )
 
 // Config configures Run.
@@ -95,7 +97,15 @@ func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) error {
 	if err := crds.Install(ictx, client); err != nil {
 		return err
 	}
-	cfg.Log.Info("CRDs installed")
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	// The tree's root of trust lives in the cluster, created at first start.
+	if _, err := (token.Store{Client: cs}).TreeCA(ictx, true); err != nil {
+		return err
+	}
+	cfg.Log.Info("CRDs installed, tree CA ready")
 	return nil
 }
 

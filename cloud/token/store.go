@@ -1,0 +1,249 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/ote-edge/ote/cloud/pki"
+)
+
+// Namespace holds the tokens and the tree CA.
+const Namespace = "ote-system"
+
+const secretType corev1.SecretType = "ote.dev/enrollment-token"
+
+const (
+	caSecretName = "ote-tree-ca"
+	labelKind    = "ote.dev/kind"
+)
+
+// Options describe a new token.
+type Options struct {
+	Tags       map[string]string // given to every cluster enrolled with it
+	TTL        time.Duration     // 0: no expiry
+	Uses       int               // 0: unlimited
+	NamePrefix string            // enrolled clusters are named <prefix>-<device id> unless they ask for a name
+}
+
+// Record is a token as stored, without its secret.
+type Record struct {
+	ID         string            `json:"id"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	NamePrefix string            `json:"namePrefix,omitempty"`
+	Expires    time.Time         `json:"expires,omitzero"`
+	UsesLeft   int               `json:"usesLeft"` // -1: unlimited
+	Created    time.Time         `json:"created"`
+}
+
+// Refusals, each with the reason a box shows.
+var (
+	ErrUnknown   = errors.New("unknown or revoked token")
+	ErrExpired   = errors.New("token expired")
+	ErrUsedUp    = errors.New("token already used")
+	ErrWrongTree = errors.New("token is for another tree (CA fingerprint differs)")
+)
+
+// Store keeps tokens in a cluster.
+type Store struct {
+	Client kubernetes.Interface
+}
+
+// EnsureNamespace creates the ote-system namespace if it is missing.
+func (s Store) EnsureNamespace(ctx context.Context) error {
+	_, err := s.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", Namespace, err)
+	}
+	return nil
+}
+
+// TreeCA returns the tree's CA, creating and storing it on first use when
+// create is set. Creation races are settled by the API server: the loser
+// reads the winner's CA.
+func (s Store) TreeCA(ctx context.Context, create bool) (*pki.CA, error) {
+	sec, err := s.Client.CoreV1().Secrets(Namespace).Get(ctx, caSecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && create {
+		if err := s.EnsureNamespace(ctx); err != nil {
+			return nil, err
+		}
+		ca, err := pki.NewCA("ote tree")
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := pki.EncodeKey(ca.Key)
+		if err != nil {
+			return nil, err
+		}
+		sec = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: caSecretName, Namespace: Namespace, Labels: map[string]string{labelKind: "tree-ca"}},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: keyPEM},
+		}
+		if _, err = s.Client.CoreV1().Secrets(Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("store tree CA: %w", err)
+		}
+		return s.TreeCA(ctx, false)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("no tree CA in %s/%s: is ote-cloud serve running against this cluster?", Namespace, caSecretName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tree CA: %w", err)
+	}
+	return pki.ParseCA(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
+}
+
+// Create makes a token for the tree CA and stores it.
+func (s Store) Create(ctx context.Context, opts Options) (Token, error) {
+	ca, err := s.TreeCA(ctx, false)
+	if err != nil {
+		return Token{}, err
+	}
+	t := generate(sha256.Sum256(ca.Cert.Raw))
+	now := time.Now().UTC()
+	data := map[string][]byte{
+		"token-id":    []byte(t.ID),
+		"secret-hash": []byte(secretHash(t.Secret)),
+		"tags":        []byte(encodeTags(opts.Tags)),
+		"name-prefix": []byte(opts.NamePrefix),
+		"uses-left":   []byte(strconv.Itoa(usesLeft(opts.Uses))),
+		"created":     []byte(now.Format(time.RFC3339)),
+	}
+	if opts.TTL > 0 {
+		data["expiration"] = []byte(now.Add(opts.TTL).Format(time.RFC3339))
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: secretName(t.ID), Namespace: Namespace, Labels: map[string]string{labelKind: "enrollment-token"}},
+		Type:       secretType,
+		Data:       data,
+	}
+	if _, err := s.Client.CoreV1().Secrets(Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		return Token{}, fmt.Errorf("store token: %w", err)
+	}
+	return t, nil
+}
+
+func usesLeft(uses int) int {
+	if uses <= 0 {
+		return -1
+	}
+	return uses
+}
+
+func secretName(id string) string { return "ote-token-" + id }
+
+// List returns the stored tokens, oldest first.
+func (s Store) List(ctx context.Context) ([]Record, error) {
+	list, err := s.Client.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{LabelSelector: labelKind + "=enrollment-token"})
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	var out []Record
+	for i := range list.Items {
+		if r, err := record(&list.Items[i]); err == nil {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Revoke deletes a token; boxes can no longer enroll with it.
+func (s Store) Revoke(ctx context.Context, id string) error {
+	err := s.Client.CoreV1().Secrets(Namespace).Delete(ctx, secretName(id), metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("token %s: %w", id, ErrUnknown)
+	}
+	return err
+}
+
+// Redeem checks a token presented for enrollment and uses it up once.
+// It returns the token's record, or one of the refusal errors.
+func (s Store) Redeem(ctx context.Context, t Token, caHash [32]byte, now time.Time) (Record, error) {
+	if t.CAHash != caHash {
+		return Record{}, ErrWrongTree
+	}
+	var rec Record
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sec, err := s.Client.CoreV1().Secrets(Namespace).Get(ctx, secretName(t.ID), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return ErrUnknown
+		}
+		if err != nil {
+			return err
+		}
+		if sec.Type != secretType || !secretMatches(t.Secret, string(sec.Data["secret-hash"])) {
+			return ErrUnknown
+		}
+		if rec, err = record(sec); err != nil {
+			return err
+		}
+		if !rec.Expires.IsZero() && now.After(rec.Expires) {
+			return ErrExpired
+		}
+		switch {
+		case rec.UsesLeft == 0:
+			return ErrUsedUp
+		case rec.UsesLeft > 0:
+			rec.UsesLeft--
+			sec.Data["uses-left"] = []byte(strconv.Itoa(rec.UsesLeft))
+			_, err = s.Client.CoreV1().Secrets(Namespace).Update(ctx, sec, metav1.UpdateOptions{})
+			return err
+		}
+		return nil
+	})
+	return rec, err
+}
+
+func record(sec *corev1.Secret) (Record, error) {
+	r := Record{
+		ID:         string(sec.Data["token-id"]),
+		Tags:       decodeTags(string(sec.Data["tags"])),
+		NamePrefix: string(sec.Data["name-prefix"]),
+	}
+	var err error
+	if r.UsesLeft, err = strconv.Atoi(string(sec.Data["uses-left"])); err != nil {
+		return r, fmt.Errorf("token %s: bad uses-left: %w", r.ID, err)
+	}
+	r.Created, _ = time.Parse(time.RFC3339, string(sec.Data["created"]))
+	if e := sec.Data["expiration"]; len(e) > 0 {
+		if r.Expires, err = time.Parse(time.RFC3339, string(e)); err != nil {
+			return r, fmt.Errorf("token %s: bad expiration: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// encodeTags writes tags as sorted k=v pairs joined by commas.
+func encodeTags(tags map[string]string) string {
+	pairs := make([]string, 0, len(tags))
+	for k, v := range tags {
+		pairs = append(pairs, k+"="+v)
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func decodeTags(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	tags := map[string]string{}
+	for _, p := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(p, "=")
+		tags[k] = v
+	}
+	return tags
+}
