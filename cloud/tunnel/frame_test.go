@@ -1,0 +1,97 @@
+package tunnel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func validFrames() []message {
+	return []message{
+		&EnrollRequest{Token: "ote1.abcdef.0123456789abcdef.AAAA", CSR: []byte{1, 2, 3}, Name: "box-1", Tags: map[string]string{"site": "berlin-1"}, DeviceID: "00ff"},
+		&EnrollResponse{Cluster: "box-1", Cert: []byte("-----BEGIN CERTIFICATE-----"), CA: []byte("ca"), Tags: map[string]string{"site": "berlin-1"}},
+		&EnrollResponse{Error: "token expired"},
+		&Hello{CapabilityVersion: CapabilityVersion, AgentVersion: "v0.1.0", Revision: 7},
+		&Welcome{CapabilityVersion: 1, Cluster: "box-1", Parent: "region-eu", Alternates: []string{"10.0.0.2:7443"}},
+		&Desired{Revision: 8, Deployments: []Deployment{{Namespace: "default", Name: "hello", Targets: []string{"box-1"}, Manifests: nil}}},
+		&Ack{Revision: 8},
+		&Status{Clusters: []ClusterStatus{{Name: "box-1"}}, Deployments: []DeploymentStatus{{Name: "hello", Cluster: "box-1", Revision: 8, Phase: "Applied"}}},
+	}
+}
+
+func TestFramesRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	want := validFrames()
+	for _, m := range want {
+		if err := WriteFrame(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewReader(&buf)
+	for _, w := range want {
+		got, err := r.Read()
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("Read = %#v, want %#v", got, w)
+		}
+	}
+	if _, err := r.Read(); err != io.EOF {
+		t.Errorf("Read at the end = %v, want io.EOF", err)
+	}
+}
+
+func TestBadFrames(t *testing.T) {
+	huge := binary.AppendUvarint([]byte{byte(TypeAck)}, MaxFrameSize+1)
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+		msg  string
+	}{
+		{"over the size limit", huge, ErrFrameTooLarge, "limit"},
+		{"unknown type", []byte{200, 2, '{', '}'}, ErrUnknownType, "200"},
+		{"truncated payload", []byte{byte(TypeAck), 10, '{'}, io.ErrUnexpectedEOF, "Ack payload"},
+		{"truncated length", []byte{byte(TypeAck), 0x80}, io.ErrUnexpectedEOF, "length"},
+		{"not JSON", []byte{byte(TypeAck), 3, 'x', 'y', 'z'}, nil, "decode Ack"},
+		{"wrong JSON shape", append([]byte{byte(TypeAck), 16}, []byte(`{"revision":"x"}`)...), nil, "decode Ack"},
+	}
+	for _, tt := range tests {
+		_, err := NewReader(bytes.NewReader(tt.in)).Read()
+		if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: Read = %v, want %v mentioning %q", tt.name, err, tt.want, tt.msg)
+		}
+	}
+	big := &Status{Clusters: make([]ClusterStatus, 30000)}
+	if err := WriteFrame(io.Discard, big); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("WriteFrame of an oversized Status = %v, want ErrFrameTooLarge", err)
+	}
+}
+
+// FuzzReader: any input gives frames or an error, never a panic or an
+// allocation beyond the frame limit; whatever decodes encodes again.
+func FuzzReader(f *testing.F) {
+	for _, m := range validFrames() {
+		var buf bytes.Buffer
+		WriteFrame(&buf, m)
+		f.Add(buf.Bytes())
+	}
+	f.Add([]byte{byte(TypeHello), 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data))
+		for range 16 {
+			m, err := r.Read()
+			if err != nil {
+				return
+			}
+			if err := WriteFrame(io.Discard, m.(message)); err != nil && !errors.Is(err, ErrFrameTooLarge) {
+				t.Fatalf("re-encoding %#v: %v", m, err)
+			}
+		}
+	})
+}
