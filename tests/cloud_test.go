@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,12 +17,16 @@ type cloud struct {
 	out        *syncBuffer
 	exited     chan struct{}
 	kubeconfig string
+	tunnel     string // the QUIC listener's address
 }
 
 // startCloud runs ote-cloud serve with args and waits until it serves.
 func startCloud(t *testing.T, args ...string) *cloud {
 	t.Helper()
 	c := &cloud{out: &syncBuffer{}, exited: make(chan struct{})}
+	if !slices.Contains(args, "--listen") {
+		args = append(args, "--listen", "127.0.0.1:0")
+	}
 	c.cmd = exec.Command(builtBinary(t, "ote-cloud"), append([]string{"serve"}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.WaitDelay = 5 * time.Second
@@ -40,6 +45,8 @@ func startCloud(t *testing.T, args ...string) *cloud {
 	for time.Now().Before(deadline) {
 		if _, after, ok := strings.Cut(c.out.String(), "ote-cloud: serving; kubeconfig: "); ok {
 			c.kubeconfig, _, _ = strings.Cut(after, "\n")
+			_, after, _ = strings.Cut(c.out.String(), "ote-cloud: tunnel on udp ")
+			c.tunnel, _, _ = strings.Cut(after, "\n")
 			return c
 		}
 		select {

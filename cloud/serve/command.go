@@ -21,6 +21,8 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "use the cluster in `FILE` instead of an embedded API server")
 	fs.StringVar(&cfg.KubeBinary, "kube-binary", "", "the kube multi-call `PATH` (default: next to ote-cloud, or on PATH)")
 	fs.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:6443", "`ADDR` of the embedded Kubernetes API")
+	fs.StringVar(&cfg.Listen, "listen", ":7443", "UDP `ADDR` of the QUIC tunnel for children")
+	fs.StringVar(&cfg.Name, "name", "root", "this level's `NAME`, given to children as their parent")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -31,7 +33,8 @@ func Main(ctx context.Context, args []string) error {
 	logrus.SetLevel(logrus.WarnLevel)
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.Console = quietInfo{os.Stderr}
-	cfg.Ready = func(kubeconfig string) {
+	cfg.Ready = func(kubeconfig, tunnel string) {
+		fmt.Printf("ote-cloud: tunnel on udp %s\n", tunnel)
 		fmt.Printf("ote-cloud: serving; kubeconfig: %s\n", kubeconfig)
 		fmt.Printf("ote-cloud: try: kubectl --kubeconfig %s get edgeclusters\n", kubeconfig)
 	}

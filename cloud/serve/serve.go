@@ -37,6 +37,7 @@ import (
 
 	"github.com/ote-edge/ote/appliance/state"
 	"github.com/ote-edge/ote/appliance/supervisor"
+	"github.com/ote-edge/ote/cloud/controller"
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/token"
@@ -54,11 +55,15 @@ type Config struct {
 	// APIListen is where the embedded API server listens; default
 	// 127.0.0.1:6443.
 	APIListen string
-	Log       *slog.Logger
-	Console   io.Writer // the API server's output; nil discards
-	// Ready, if set, is called once the API serves OTE's CRDs, with the
-	// admin kubeconfig's path.
-	Ready func(kubeconfig string)
+	// Listen is the UDP address of the tunnel listener; default :7443.
+	Listen string
+	// Name is this level's name, given to children as their parent.
+	Name    string
+	Log     *slog.Logger
+	Console io.Writer // the API server's output; nil discards
+	// Ready, if set, is called once the API serves OTE's CRDs and the
+	// tunnel listens, with the kubeconfig's path and the tunnel's address.
+	Ready func(kubeconfig, tunnel string)
 }
 
 // Run serves until ctx ends.
@@ -71,42 +76,59 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
 		}
-		if err := installCRDs(ctx, rc, cfg); err != nil {
-			return err
-		}
-		cfg.ready(cfg.Kubeconfig)
-		<-ctx.Done()
-		return nil
+		return serveTree(ctx, rc, cfg, cfg.Kubeconfig)
 	}
 	return runEmbedded(ctx, cfg)
 }
 
-func (cfg Config) ready(kubeconfig string) {
+// serveTree installs the CRDs and the tree CA in the cluster behind rc and
+// runs the cluster controller until ctx ends.
+func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig string) error {
+	ca, dyn, cs, err := installCRDs(ctx, rc, cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = ":7443"
+	}
+	ctl, err := controller.Listen(controller.Config{
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: token.Store{Client: cs}, Dynamic: dyn, Log: cfg.Log,
+	})
+	if err != nil {
+		return err
+	}
+	cfg.Log.Info("tunnel listening", "addr", ctl.Addr().String())
+	cfg.ready(kubeconfig, ctl.Addr().String())
+	return ctl.Run(ctx)
+}
+
+func (cfg Config) ready(kubeconfig, tunnel string) {
 	if cfg.Ready != nil {
-		cfg.Ready(kubeconfig)
+		cfg.Ready(kubeconfig, tunnel)
 	}
 }
 
-func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) error {
+func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) (*pki.CA, dynamic.Interface, kubernetes.Interface, error) {
 	client, err := dynamic.NewForConfig(rc)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := crds.Install(ictx, client); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	// The tree's root of trust lives in the cluster, created at first start.
-	if _, err := (token.Store{Client: cs}).TreeCA(ictx, true); err != nil {
-		return err
+	ca, err := (token.Store{Client: cs}).TreeCA(ictx, true)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	cfg.Log.Info("CRDs installed, tree CA ready")
-	return nil
+	return ca, client, cs, nil
 }
 
 func runEmbedded(ctx context.Context, cfg Config) error {
@@ -140,13 +162,15 @@ func runEmbedded(ctx context.Context, cfg Config) error {
 
 	kineSocket := filepath.Join(dir, "kine.sock")
 	stateCtx, stopState := context.WithCancel(context.Background())
-	stateErr := make(chan error, 1)
+	stateDone := make(chan struct{})
+	var stateErr error
 	go func() {
-		stateErr <- state.Serve(stateCtx, state.ServerConfig{DBPath: filepath.Join(dir, "state.db"), Socket: kineSocket, Log: cfg.Log})
+		defer close(stateDone)
+		stateErr = state.Serve(stateCtx, state.ServerConfig{DBPath: filepath.Join(dir, "state.db"), Socket: kineSocket, Log: cfg.Log})
 	}()
 	defer func() {
 		stopState()
-		<-stateErr
+		<-stateDone
 	}()
 
 	probeClient, err := adminHTTPClient(certs)
@@ -177,8 +201,8 @@ func runEmbedded(ctx context.Context, cfg Config) error {
 
 	select {
 	case <-sup.Ready("apiserver"):
-	case err := <-stateErr:
-		return fmt.Errorf("serve: local state: %w", err)
+	case <-stateDone:
+		return fmt.Errorf("serve: local state stopped: %v", stateErr)
 	case <-ctx.Done():
 		return nil
 	}
@@ -186,15 +210,14 @@ func runEmbedded(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := installCRDs(ctx, rc, cfg); err != nil {
-		return err
-	}
-	cfg.ready(kubeconfig)
+	treeErr := make(chan error, 1)
+	go func() { treeErr <- serveTree(ctx, rc, cfg, kubeconfig) }()
 	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-stateErr:
-		return fmt.Errorf("serve: local state: %w", err)
+	case err := <-treeErr:
+		return err
+	case <-stateDone:
+		<-treeErr
+		return fmt.Errorf("serve: local state stopped: %v", stateErr)
 	}
 }
 

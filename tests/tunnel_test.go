@@ -1,0 +1,222 @@
+package tests
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/token"
+	"github.com/ote-edge/ote/cloud/tunnel"
+)
+
+// child is a test's enrolled cluster: its key and certificate.
+type child struct {
+	key  *ecdsa.PrivateKey
+	cert tls.Certificate
+	ca   *x509.Certificate
+	name string
+}
+
+func newCSR(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "box"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, csr
+}
+
+func enroll(t *testing.T, addr string, tok token.Token, name string, tags map[string]string) (*child, error) {
+	t.Helper()
+	key, csr := newCSR(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := tunnel.Enroll(ctx, addr, tok.CAHash, &tunnel.EnrollRequest{Token: tok.String(), CSR: csr, Name: name, Tags: tags, DeviceID: "0123456789abcdef"})
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := tls.X509KeyPair(resp.Cert, keyPEM)
+	if err != nil {
+		t.Fatalf("enrollment answer: %v", err)
+	}
+	ca, err := pki.ParseCert(resp.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &child{key: key, cert: pair, ca: ca, name: resp.Cluster}, nil
+}
+
+// connect opens the child's tunnel and exchanges Hello and Welcome.
+func (c *child) connect(t *testing.T, addr string) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr, tunnel.ClientTLS(c.cert, c.ca), tunnel.QUICConfig())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return conn, nil, nil, err
+	}
+	if err := tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "test"}); err != nil {
+		return conn, str, nil, err
+	}
+	str.SetReadDeadline(time.Now().Add(15 * time.Second))
+	m, err := tunnel.NewReader(str).Read()
+	if err != nil {
+		return conn, str, nil, err
+	}
+	w, _ := m.(*tunnel.Welcome)
+	return conn, str, w, nil
+}
+
+// phase reads an EdgeCluster's status.phase with kubectl.
+func phase(t *testing.T, kubeconfig, name string) string {
+	t.Helper()
+	out, err := kubectl(t, kubeconfig, "", "get", "ec", name, "-o", "jsonpath={.status.phase}")
+	if err != nil {
+		return "error: " + out
+	}
+	return out
+}
+
+func waitPhase(t *testing.T, kubeconfig, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if phase(t, kubeconfig, name) == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("EdgeCluster %s: phase %q, want %q", name, phase(t, kubeconfig, name), want)
+}
+
+func TestTunnelEnrollAndConnect(t *testing.T) {
+	builtBinary(t, "kube")
+	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root")
+	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	store := token.Store{Client: kubernetes.NewForConfigOrDie(rc)}
+	ctx := context.Background()
+	single, err := store.Create(ctx, token.Options{Uses: 1, TTL: time.Hour, Tags: map[string]string{"site": "berlin-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A box that pins another CA refuses the parent.
+	wrongPin := single
+	wrongPin.CAHash = sha256.Sum256([]byte("not our CA"))
+	if _, err := enroll(t, c.tunnel, wrongPin, "box-1", nil); !errors.Is(err, tunnel.ErrCAMismatch) && !strings.Contains(fmt.Sprint(err), "tree CA") {
+		t.Errorf("enrolling against an unpinned CA = %v, want a CA mismatch", err)
+	}
+
+	box, err := enroll(t, c.tunnel, single, "box-1", map[string]string{"tier": "shop", "site": "ignored"})
+	if err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	if leaf, _ := x509.ParseCertificate(box.cert.Certificate[0]); box.name != "box-1" || leaf.Subject.CommonName != "box-1" {
+		t.Errorf("enrolled as %q with a certificate for %q; want box-1", box.name, leaf.Subject.CommonName)
+	}
+	labels := mustKubectl(t, c.kubeconfig, "", "get", "ec", "box-1", "-o", "jsonpath={.metadata.labels}")
+	var got map[string]string
+	json.Unmarshal([]byte(labels), &got)
+	if got["site"] != "berlin-1" || got["tier"] != "shop" {
+		t.Errorf("EdgeCluster labels = %v; want the token's site and the box's tier", got)
+	}
+	if p := phase(t, c.kubeconfig, "box-1"); p != "Pending" {
+		t.Errorf("phase after enrollment = %q, want Pending", p)
+	}
+
+	// The same single-use token again: refused with the reason.
+	var refused *tunnel.RefusedError
+	if _, err := enroll(t, c.tunnel, single, "box-2", nil); !errors.As(err, &refused) || refused.Reason != "token already used" {
+		t.Errorf("reusing a single-use token = %v, want refused: token already used", err)
+	}
+	expired, _ := store.Create(ctx, token.Options{TTL: time.Second})
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := enroll(t, c.tunnel, expired, "box-3", nil); !errors.As(err, &refused) || refused.Reason != "token expired" {
+		t.Errorf("an expired token = %v, want refused: token expired", err)
+	}
+
+	conn, str, welcome, err := box.connect(t, c.tunnel)
+	if err != nil || welcome == nil || welcome.Cluster != "box-1" || welcome.Parent != "root" {
+		t.Fatalf("connect = %+v, %v; want a Welcome for box-1 from root", welcome, err)
+	}
+	waitPhase(t, c.kubeconfig, "box-1", "Connected")
+	if v := mustKubectl(t, c.kubeconfig, "", "get", "ec", "box-1", "-o", "jsonpath={.status.agentVersion}"); v != "test" {
+		t.Errorf("agentVersion = %q", v)
+	}
+
+	// A frame above the size limit ends the connection, nothing more.
+	hdr := binary.AppendUvarint([]byte{byte(tunnel.TypeStatus)}, tunnel.MaxFrameSize+1)
+	str.Write(hdr)
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Error("the parent kept a connection that sent an oversized frame")
+	}
+	waitPhase(t, c.kubeconfig, "box-1", "Disconnected")
+
+	// A forged certificate (same name, self-signed) and one from a foreign
+	// CA are refused in the handshake.
+	forger := *box
+	self, _ := pki.NewCA("box-1")
+	forger.cert = tlsPair(t, self.CertPEM, self.Key)
+	if _, _, _, err := forger.connect(t, c.tunnel); err == nil {
+		t.Error("a self-signed certificate for box-1 was accepted")
+	}
+	foreign, _ := pki.NewCA("foreign")
+	fcert, fkey, _ := foreign.Issue(pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	forger.cert, _ = tls.X509KeyPair(fcert, fkey)
+	if _, _, _, err := forger.connect(t, c.tunnel); err == nil {
+		t.Error("a certificate from a foreign CA was accepted")
+	}
+
+	// Reconnect, then delete the EdgeCluster: the tunnel closes and the
+	// cluster is refused from then on.
+	conn, _, _, err = box.connect(t, c.tunnel)
+	if err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	waitPhase(t, c.kubeconfig, "box-1", "Connected")
+	mustKubectl(t, c.kubeconfig, "", "delete", "ec", "box-1")
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("deleting the EdgeCluster did not close its tunnel")
+	}
+	if _, _, w, err := box.connect(t, c.tunnel); err == nil && w != nil {
+		t.Error("a deleted (revoked) cluster was welcomed back")
+	}
+}
+
+func tlsPair(t *testing.T, certPEM []byte, key crypto.Signer) tls.Certificate {
+	t.Helper()
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
