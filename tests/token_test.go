@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ote-edge/ote/appliance/config"
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/token"
 )
 
@@ -28,7 +29,7 @@ func TestEnrollmentTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := token.Store{Client: kubernetes.NewForConfigOrDie(rc)}
+	store := enrollment.Store{Client: kubernetes.NewForConfigOrDie(rc)}
 	ca, err := store.TreeCA(ctx, false)
 	if err != nil {
 		t.Fatalf("tree CA: %v", err)
@@ -72,11 +73,11 @@ func TestEnrollmentTokens(t *testing.T) {
 		at   time.Time
 		want error
 	}{
-		{"reused single-use token", single, caHash, now, token.ErrUsedUp},
-		{"expired token", unlimitedWithTTL(t, ctx, store), caHash, now.Add(2 * time.Hour), token.ErrExpired},
-		{"wrong secret", withSecret(unlimited, "0000000000000000"), caHash, now, token.ErrUnknown},
-		{"unknown id", withID(unlimited, "zzzzzz"), caHash, now, token.ErrUnknown},
-		{"foreign tree", unlimited, sha256.Sum256([]byte("another CA")), now, token.ErrWrongTree},
+		{"reused single-use token", single, caHash, now, enrollment.ErrUsedUp},
+		{"expired token", unlimitedWithTTL(t, ctx, store), caHash, now.Add(2 * time.Hour), enrollment.ErrExpired},
+		{"wrong secret", withSecret(unlimited, "0000000000000000"), caHash, now, enrollment.ErrUnknown},
+		{"unknown id", withID(unlimited, "zzzzzz"), caHash, now, enrollment.ErrUnknown},
+		{"foreign tree", unlimited, sha256.Sum256([]byte("another CA")), now, enrollment.ErrWrongTree},
 	} {
 		if _, err := store.Redeem(ctx, c.tok, c.ca, c.at); !errors.Is(err, c.want) {
 			t.Errorf("%s: Redeem = %v, want %v", c.name, err, c.want)
@@ -92,7 +93,7 @@ func TestEnrollmentTokens(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("token revoke = exit %d: %s", r.code, r.stderr)
 	}
-	if _, err := store.Redeem(ctx, unlimited, caHash, now); !errors.Is(err, token.ErrUnknown) {
+	if _, err := store.Redeem(ctx, unlimited, caHash, now); !errors.Is(err, enrollment.ErrUnknown) {
 		t.Errorf("revoked token: Redeem = %v, want ErrUnknown", err)
 	}
 	r = runBinary(t, cloudBin, "token", "revoke", "--kubeconfig", c.kubeconfig, unlimited.ID)
@@ -113,9 +114,9 @@ func TestEnrollmentTokens(t *testing.T) {
 	}
 }
 
-func unlimitedWithTTL(t *testing.T, ctx context.Context, s token.Store) token.Token {
+func unlimitedWithTTL(t *testing.T, ctx context.Context, s enrollment.Store) token.Token {
 	t.Helper()
-	tok, err := s.Create(ctx, token.Options{TTL: time.Hour})
+	tok, err := s.Create(ctx, enrollment.Options{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/token"
 	"github.com/ote-edge/ote/cloud/tunnel"
@@ -117,9 +118,9 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 	builtBinary(t, "kube")
 	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root")
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
-	store := token.Store{Client: kubernetes.NewForConfigOrDie(rc)}
+	store := enrollment.Store{Client: kubernetes.NewForConfigOrDie(rc)}
 	ctx := context.Background()
-	single, err := store.Create(ctx, token.Options{Uses: 1, TTL: time.Hour, Tags: map[string]string{"site": "berlin-1"}})
+	single, err := store.Create(ctx, enrollment.Options{Uses: 1, TTL: time.Hour, Tags: map[string]string{"site": "berlin-1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 	if _, err := enroll(t, c.tunnel, single, "box-2", nil); !errors.As(err, &refused) || refused.Reason != "token already used" {
 		t.Errorf("reusing a single-use token = %v, want refused: token already used", err)
 	}
-	expired, _ := store.Create(ctx, token.Options{TTL: time.Second})
+	expired, _ := store.Create(ctx, enrollment.Options{TTL: time.Second})
 	time.Sleep(1100 * time.Millisecond)
 	if _, err := enroll(t, c.tunnel, expired, "box-3", nil); !errors.As(err, &refused) || refused.Reason != "token expired" {
 		t.Errorf("an expired token = %v, want refused: token expired", err)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/token"
 	"github.com/ote-edge/ote/cloud/tunnel"
@@ -32,7 +33,7 @@ type Config struct {
 	Listen  string // UDP address of the QUIC listener, e.g. :7443
 	Name    string // this level's name, told to children as their parent
 	CA      *pki.CA
-	Tokens  token.Store
+	Tokens  enrollment.Store
 	Dynamic dynamic.Interface
 	Log     *slog.Logger
 	// CertValidity is how long enrolled identities are valid; default 90 days.

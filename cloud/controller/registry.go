@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/ote-edge/ote/cloud/crds"
-	"github.com/ote-edge/ote/cloud/token"
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -64,7 +64,7 @@ var clusterNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
 // clusterName is the name the box asked for, or the token's prefix with
 // the device id.
-func clusterName(req *tunnel.EnrollRequest, rec token.Record) (string, error) {
+func clusterName(req *tunnel.EnrollRequest, rec enrollment.Record) (string, error) {
 	name := req.Name
 	if name == "" && rec.NamePrefix != "" && req.DeviceID != "" {
 		id := req.DeviceID

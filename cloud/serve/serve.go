@@ -39,8 +39,8 @@ import (
 	"github.com/ote-edge/ote/appliance/supervisor"
 	"github.com/ote-edge/ote/cloud/controller"
 	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
-	"github.com/ote-edge/ote/cloud/token"
 )
 
 // Config configures Run.
@@ -92,7 +92,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 		cfg.Listen = ":7443"
 	}
 	ctl, err := controller.Listen(controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: token.Store{Client: cs}, Dynamic: dyn, Log: cfg.Log,
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: enrollment.Store{Client: cs}, Dynamic: dyn, Log: cfg.Log,
 	})
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) (*pki.CA, dyn
 		return nil, nil, nil, err
 	}
 	// The tree's root of trust lives in the cluster, created at first start.
-	ca, err := (token.Store{Client: cs}).TreeCA(ictx, true)
+	ca, err := (enrollment.Store{Client: cs}).TreeCA(ictx, true)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,12 +1,7 @@
-// Package token is enrollment: the tokens an operator creates for boxes
-// (ote-cloud token create), kept as Secrets in the ote-system namespace
-// the way Kubernetes keeps bootstrap tokens, and the tree's CA, kept in
-// the same namespace, whose fingerprint every token carries so that a box
-// can pin the tree it joins.
-//
-// A token reads ote1.<id>.<secret>.<ca>: a 6-character id, a
-// 16-character secret and the base64url SHA-256 of the CA certificate.
-// The Secret holds the secret's hash, never the secret.
+// Package token is the enrollment token's format, shared by the box that
+// presents one and the parent that checks it. A token reads
+// ote1.<id>.<secret>.<ca>: a 6-character id, a 16-character secret and
+// the base64url SHA-256 of the tree CA's certificate, which the box pins.
 package token
 
 import (
@@ -65,19 +60,21 @@ func Parse(s string) (Token, error) {
 	return t, nil
 }
 
-// generate makes a new token for the CA with the given fingerprint.
-func generate(caHash [32]byte) Token {
+// Generate makes a new token for the CA with the given fingerprint.
+func Generate(caHash [32]byte) Token {
 	return Token{ID: randomAlnum(6), Secret: randomAlnum(16), CAHash: caHash}
 }
 
-// secretHash is what the Secret stores for a token's secret.
-func secretHash(secret string) string {
+// SecretHash is what a parent stores for a token's secret.
+func SecretHash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
 
-func secretMatches(secret, hash string) bool {
-	return subtle.ConstantTimeCompare([]byte(secretHash(secret)), []byte(hash)) == 1
+// SecretMatches compares a presented secret with a stored hash in
+// constant time.
+func SecretMatches(secret, hash string) bool {
+	return subtle.ConstantTimeCompare([]byte(SecretHash(secret)), []byte(hash)) == 1
 }
 
 // randomAlnum draws n characters uniformly from [a-z0-9].

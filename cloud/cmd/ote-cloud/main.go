@@ -4,8 +4,8 @@
 package main
 
 import (
+	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/serve"
-	"github.com/ote-edge/ote/cloud/token"
 	"github.com/ote-edge/ote/cross/multicall"
 )
 
@@ -15,7 +15,7 @@ func main() {
 		Summary: "the OTE cluster controller",
 		Commands: []multicall.Command{
 			{Name: "serve", Args: "--data-dir DIR | --kubeconfig FILE [--api-listen ADDR] [--kube-binary PATH]", Summary: "run the cluster controller", Run: serve.Main},
-			{Name: "token", Args: "create [--tags k=v,...] [--ttl D] [--uses N] [--name-prefix P] [--enroll-yaml --server HOST:PORT] | list | revoke ID  --kubeconfig FILE", Summary: "manage enrollment tokens", Run: token.Main},
+			{Name: "token", Args: "create [--tags k=v,...] [--ttl D] [--uses N] [--name-prefix P] [--enroll-yaml --server HOST:PORT] | list | revoke ID  --kubeconfig FILE", Summary: "manage enrollment tokens", Run: enrollment.Main},
 		},
 	}).Exit()
 }

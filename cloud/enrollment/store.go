@@ -1,4 +1,9 @@
-package token
+// Package enrollment is the parent's side of enrollment: the tokens an
+// operator creates for boxes (ote-cloud token), kept as Secrets in the
+// ote-system namespace the way Kubernetes keeps bootstrap tokens (the
+// Secret holds the secret's hash, never the secret), and the tree's CA,
+// kept in the same namespace, whose fingerprint every token carries.
+package enrollment
 
 import (
 	"context"
@@ -17,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/token"
 )
 
 // Namespace holds the tokens and the tree CA.
@@ -106,16 +112,16 @@ func (s Store) TreeCA(ctx context.Context, create bool) (*pki.CA, error) {
 }
 
 // Create makes a token for the tree CA and stores it.
-func (s Store) Create(ctx context.Context, opts Options) (Token, error) {
+func (s Store) Create(ctx context.Context, opts Options) (token.Token, error) {
 	ca, err := s.TreeCA(ctx, false)
 	if err != nil {
-		return Token{}, err
+		return token.Token{}, err
 	}
-	t := generate(sha256.Sum256(ca.Cert.Raw))
+	t := token.Generate(sha256.Sum256(ca.Cert.Raw))
 	now := time.Now().UTC()
 	data := map[string][]byte{
 		"token-id":    []byte(t.ID),
-		"secret-hash": []byte(secretHash(t.Secret)),
+		"secret-hash": []byte(token.SecretHash(t.Secret)),
 		"tags":        []byte(encodeTags(opts.Tags)),
 		"name-prefix": []byte(opts.NamePrefix),
 		"uses-left":   []byte(strconv.Itoa(usesLeft(opts.Uses))),
@@ -130,7 +136,7 @@ func (s Store) Create(ctx context.Context, opts Options) (Token, error) {
 		Data:       data,
 	}
 	if _, err := s.Client.CoreV1().Secrets(Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		return Token{}, fmt.Errorf("store token: %w", err)
+		return token.Token{}, fmt.Errorf("store token: %w", err)
 	}
 	return t, nil
 }
@@ -171,7 +177,7 @@ func (s Store) Revoke(ctx context.Context, id string) error {
 
 // Redeem checks a token presented for enrollment and uses it up once.
 // It returns the token's record, or one of the refusal errors.
-func (s Store) Redeem(ctx context.Context, t Token, caHash [32]byte, now time.Time) (Record, error) {
+func (s Store) Redeem(ctx context.Context, t token.Token, caHash [32]byte, now time.Time) (Record, error) {
 	if t.CAHash != caHash {
 		return Record{}, ErrWrongTree
 	}
@@ -184,7 +190,7 @@ func (s Store) Redeem(ctx context.Context, t Token, caHash [32]byte, now time.Ti
 		if err != nil {
 			return err
 		}
-		if sec.Type != secretType || !secretMatches(t.Secret, string(sec.Data["secret-hash"])) {
+		if sec.Type != secretType || !token.SecretMatches(t.Secret, string(sec.Data["secret-hash"])) {
 			return ErrUnknown
 		}
 		if rec, err = record(sec); err != nil {
