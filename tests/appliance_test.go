@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -274,7 +275,7 @@ func TestOteStatusCommand(t *testing.T) {
 	b := startBox(t, t.TempDir())
 	b.waitFor("the state service", 20*time.Second, func(r statuspage.Report) bool { return service(r, "state").State == "running" })
 	out := runBinary(t, builtBinary(t, "ote"), "status", "--addr", b.addr)
-	if out.code != 0 || !strings.Contains(out.stdout, "state    running") || !strings.Contains(out.stdout, "not enrolled") {
+	if out.code != 0 || !regexp.MustCompile(`(?m)^state\s+running`).MatchString(out.stdout) || !strings.Contains(out.stdout, "not enrolled") {
 		t.Errorf("ote status = exit %d\n%s%s", out.code, out.stdout, out.stderr)
 	}
 	b.stop(15 * time.Second)

@@ -55,8 +55,12 @@ func TestInitAsPID1(t *testing.T) {
 		} else if r.Device.Hostname != hostname {
 			t.Errorf("after a reboot the box is %q, before it was %q; the identity must survive", r.Device.Hostname, hostname)
 		}
-		if len(r.Services) != 1 {
-			t.Errorf("services = %v, want only state (network disabled)", r.Services)
+		var names []string
+		for _, s := range r.Services {
+			names = append(names, s.Name)
+		}
+		if strings.Join(names, ",") != "state,controller" {
+			t.Errorf("services = %v, want state and controller (network disabled)", names)
 		}
 
 		init := initPID(t, b.cmd.Process.Pid)

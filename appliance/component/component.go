@@ -23,8 +23,9 @@ import (
 // components maps names to their entry points.
 func components() map[string]func(ctx context.Context, args []string, log *slog.Logger) error {
 	return map[string]func(ctx context.Context, args []string, log *slog.Logger) error{
-		"state":   runState,
-		"network": runNetwork,
+		"state":      runState,
+		"network":    runNetwork,
+		"controller": runController,
 	}
 }
 

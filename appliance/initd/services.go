@@ -21,6 +21,12 @@ func builtinServices(p Paths, self string, asPID1 bool) []supervisor.Service {
 			MemoryMax: 256 << 20,
 		},
 	}
+	services = append(services, supervisor.Service{
+		Name:      "controller",
+		Argv:      []string{self, "run", "controller", "--enroll", p.EnrollFile(), "--state", p.StateSocket()},
+		After:     []string{"state"},
+		MemoryMax: 64 << 20,
+	})
 	if asPID1 {
 		services = append(services, supervisor.Service{
 			Name:      "network",

@@ -18,8 +18,8 @@ func TestServicesMergesOverrides(t *testing.T) {
 		"ghost":  {MemoryMax: 1},
 		"hidden": {Argv: []string{"/bin/x"}, Disabled: true},
 	})
-	if len(got) != 2 {
-		t.Fatalf("services = %+v, want state and mine", got)
+	if len(got) != 3 || got[1].Name != "controller" {
+		t.Fatalf("services = %+v, want state, controller and mine", got)
 	}
 	st := got[0]
 	if st.Name != "state" || st.MemoryMax != 64<<20 || st.Restart != supervisor.RestartOnFailure || st.StopGrace != 3*time.Second || st.Env[len(st.Env)-1] != "A=1" {
@@ -28,7 +28,7 @@ func TestServicesMergesOverrides(t *testing.T) {
 	if st.Argv[0] != "/bin/ote" || st.Argv[1] != "run" || st.Argv[2] != "state" {
 		t.Errorf("state argv = %q, want the ote binary re-executed", st.Argv)
 	}
-	mine := got[1]
+	mine := got[2]
 	if mine.Name != "mine" || mine.After[0] != "state" || mine.Ready != (supervisor.SocketProbe{Path: "/run/mine.sock"}) {
 		t.Errorf("mine = %+v", mine)
 	}
@@ -37,8 +37,8 @@ func TestServicesMergesOverrides(t *testing.T) {
 	}
 
 	got, problems = services(builtin, map[string]config.Service{"state": {Disabled: true, Argv: []string{"/evil"}}})
-	if len(got) != 0 || len(problems) != 0 {
-		t.Errorf("disabling state = %+v, %q; want no services and no problems", got, problems)
+	if len(got) != 1 || got[0].Name != "controller" || len(problems) != 0 {
+		t.Errorf("disabling state = %+v, %q; want only the controller and no problems", got, problems)
 	}
 	_, problems = services(builtin, map[string]config.Service{"state": {Argv: []string{"/evil"}}})
 	if len(problems) != 1 || !strings.Contains(problems[0], "argv cannot replace") {

@@ -4,9 +4,9 @@ import "time"
 
 // The appliance's own records. Later components add theirs here.
 const (
-	DeviceKey     Key[Device]     = "device"
-	EnrollmentKey Key[Enrollment] = "enrollment"
-	ConfigKey     Key[ConfigInfo] = "config"
+	DeviceKey Key[Device]     = "device"
+	UplinkKey Key[Uplink]     = "uplink"
+	ConfigKey Key[ConfigInfo] = "config"
 )
 
 // Device is the box's identity, created at first boot.
@@ -18,12 +18,20 @@ type Device struct {
 	PasswordHash string `json:"passwordHash,omitempty"`
 }
 
-// Enrollment is where the box is in joining its parent.
-type Enrollment struct {
-	Phase   string    `json:"phase"` // e.g. "not enrolled", "enrolled", "refused"
-	Cluster string    `json:"cluster,omitempty"`
-	Error   string    `json:"error,omitempty"`
-	Updated time.Time `json:"updated"`
+// Uplink is the box's identity in its tree and its link to the parent,
+// as the controller component last reported it.
+type Uplink struct {
+	Phase        string            `json:"phase"` // not enrolled, enrolling, refused, connecting, connected, disconnected
+	Cluster      string            `json:"cluster,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Server       string            `json:"server,omitempty"`
+	Parent       string            `json:"parent,omitempty"`
+	Alternates   []string          `json:"alternates,omitempty"`
+	RTTMillis    float64           `json:"rttMillis,omitempty"`
+	Error        string            `json:"error,omitempty"`
+	CertNotAfter time.Time         `json:"certNotAfter,omitzero"`
+	Since        time.Time         `json:"since,omitzero"`
+	Revision     int64             `json:"revision,omitempty"` // of desired state held
 }
 
 // ConfigInfo records the configuration the box last booted with.

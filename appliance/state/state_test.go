@@ -63,9 +63,9 @@ func TestPutGetWatchAndPersist(t *testing.T) {
 		t.Fatalf("Get = %+v, %d, %v; want %+v at revision %d", got, rev, err, dev, rev1)
 	}
 
-	updates := Watch(ctx, s, EnrollmentKey, rev1)
-	want := Enrollment{Phase: "enrolled", Cluster: "berlin-1"}
-	rev2, err := Put(ctx, s, EnrollmentKey, want)
+	updates := Watch(ctx, s, UplinkKey, rev1)
+	want := Uplink{Phase: "connected", Cluster: "berlin-1"}
+	rev2, err := Put(ctx, s, UplinkKey, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestPutGetWatchAndPersist(t *testing.T) {
 			t.Errorf("watch got %+v, want %+v at revision %d", u, want, rev2)
 		}
 	case <-ctx.Done():
-		t.Fatal("no watch event for the enrollment write")
+		t.Fatal("no watch event for the uplink write")
 	}
 	if r, err := s.Revision(ctx); err != nil || r < rev2 {
 		t.Errorf("Revision() = %d, %v; want at least %d", r, err, rev2)

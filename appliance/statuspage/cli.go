@@ -72,7 +72,15 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nstate: %s, %s, revision %d %s\n", r.State.File, humanBytes(r.State.SizeBytes), r.State.Revision, r.State.Error)
-	fmt.Fprintf(w, "uplink: %s %s %s\n", r.Uplink.Phase, r.Uplink.Cluster, r.Uplink.Error)
+	u := r.Uplink
+	fmt.Fprintf(w, "uplink: %s", u.Phase)
+	if u.Cluster != "" {
+		fmt.Fprintf(w, ", cluster %s via %s (parent %s, rtt %.1f ms)", u.Cluster, u.Server, u.Parent, u.RTTMillis)
+	}
+	if u.Error != "" {
+		fmt.Fprintf(w, "; last error: %s", u.Error)
+	}
+	fmt.Fprintln(w)
 	if len(r.ConfigErrors) > 0 {
 		fmt.Fprintf(w, "configuration errors:\n  %s\n", strings.Join(r.ConfigErrors, "\n  "))
 	}

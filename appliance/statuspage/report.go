@@ -15,7 +15,7 @@ type Report struct {
 	Device       Device          `json:"device"`
 	Services     []ServiceReport `json:"services"`
 	State        StateReport     `json:"state"`
-	Uplink       Uplink          `json:"uplink"`
+	Uplink       state.Uplink    `json:"uplink"`
 	ConfigErrors []string        `json:"configErrors"`
 }
 
@@ -31,14 +31,6 @@ type StateReport struct {
 	SizeBytes int64  `json:"sizeBytes"`
 	Revision  int64  `json:"revision"`
 	Error     string `json:"error,omitempty"`
-}
-
-// Uplink is the box's identity and its link to the parent.
-type Uplink struct {
-	Enrolled bool   `json:"enrolled"`
-	Phase    string `json:"phase"`
-	Cluster  string `json:"cluster,omitempty"`
-	Error    string `json:"error,omitempty"`
 }
 
 // logLinesInReport is how many recent lines each service shows.
@@ -76,8 +68,8 @@ func (s *Server) report(ctx context.Context) Report {
 		return r
 	}
 	r.State.Revision = rev
-	if e, _, err := state.Get(ctx, s.cfg.Store, state.EnrollmentKey); err == nil {
-		r.Uplink = Uplink{Enrolled: e.Phase == "enrolled", Phase: e.Phase, Cluster: e.Cluster, Error: e.Error}
+	if u, _, err := state.Get(ctx, s.cfg.Store, state.UplinkKey); err == nil {
+		r.Uplink = u
 	}
 	return r
 }

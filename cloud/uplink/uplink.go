@@ -1,0 +1,319 @@
+// Package uplink is a cluster's side of the tunnel to its parent, the same
+// for a box and for a lower level's controller: it enrolls with the token
+// from enroll.yaml (pinning the tree CA by the token's fingerprint), keeps
+// the identity it gets, holds the tunnel with reconnects and backoff, and
+// stores and acknowledges the desired state it receives. Until something
+// applies that state it is reported as received.
+package uplink
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ote-edge/ote/appliance/backoff"
+	"github.com/ote-edge/ote/appliance/config"
+	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/token"
+	"github.com/ote-edge/ote/cloud/tunnel"
+)
+
+// Identity is what enrollment gives a cluster.
+type Identity struct {
+	Cluster string            `json:"cluster"`
+	Cert    []byte            `json:"cert"` // PEM
+	Key     []byte            `json:"key"`  // PEM
+	CA      []byte            `json:"ca"`   // PEM of the tree CA
+	Server  string            `json:"server"`
+	Tags    map[string]string `json:"tags,omitempty"`
+}
+
+// Phases of the uplink, as reported.
+const (
+	PhaseNotEnrolled  = "not enrolled"
+	PhaseEnrolling    = "enrolling"
+	PhaseRefused      = "refused"
+	PhaseConnecting   = "connecting"
+	PhaseConnected    = "connected"
+	PhaseDisconnected = "disconnected"
+)
+
+// Report is the uplink's state, for the status page.
+type Report struct {
+	Phase        string
+	Cluster      string
+	Tags         map[string]string
+	Server       string
+	Parent       string
+	Alternates   []string
+	RTT          time.Duration
+	LastError    string
+	CertNotAfter time.Time
+	Since        time.Time // of the current phase
+	Revision     int64     // of desired state held
+}
+
+// Store keeps the uplink's records; on a box it is the local state.
+type Store interface {
+	Identity(ctx context.Context) (Identity, bool, error)
+	SaveIdentity(ctx context.Context, id Identity) error
+	// Desired returns the desired state held, or nil.
+	Desired(ctx context.Context) (*tunnel.Desired, error)
+	SaveDesired(ctx context.Context, d *tunnel.Desired) error
+	Report(ctx context.Context, r Report) error
+}
+
+// Config configures Run.
+type Config struct {
+	EnrollFile   string
+	DeviceID     string
+	AgentVersion string
+	Store        Store
+	Log          *slog.Logger
+	// Backoff between attempts; default 1s doubling to 30s, ±20%.
+	Backoff backoff.Backoff
+}
+
+// Run keeps the cluster enrolled and connected until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Backoff.Min == 0 {
+		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
+	}
+	u := &link{cfg: cfg, bo: cfg.Backoff}
+	for ctx.Err() == nil {
+		id, ok, err := cfg.Store.Identity(ctx)
+		switch {
+		case err != nil:
+			u.report(ctx, Report{Phase: PhaseNotEnrolled, LastError: "local state: " + err.Error()})
+		case !ok:
+			if u.enroll(ctx) {
+				continue // connect at once
+			}
+		default:
+			u.connect(ctx, id)
+		}
+		if u.bo.Wait(ctx) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+type link struct {
+	cfg  Config
+	bo   backoff.Backoff
+	last Report
+}
+
+// report records r, keeping Since when the phase stays the same.
+func (u *link) report(ctx context.Context, r Report) {
+	r.Since = time.Now().UTC()
+	if r.Phase == u.last.Phase && !u.last.Since.IsZero() {
+		r.Since = u.last.Since
+	}
+	u.last = r
+	if err := u.cfg.Store.Report(ctx, r); err != nil && ctx.Err() == nil {
+		u.cfg.Log.Warn("report", "err", err)
+	}
+}
+
+// enroll tries once to get an identity and reports whether it did.
+func (u *link) enroll(ctx context.Context) bool {
+	e, err := config.LoadEnroll(u.cfg.EnrollFile)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(err, config.ErrNoEnroll) {
+			msg = "no enroll.yaml on the boot partition"
+		}
+		u.report(ctx, Report{Phase: PhaseNotEnrolled, LastError: msg})
+		return false
+	}
+	tok, err := token.Parse(e.Token)
+	if err != nil {
+		u.report(ctx, Report{Phase: PhaseRefused, Server: e.Server, LastError: err.Error()})
+		return false
+	}
+	u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server})
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: err.Error()})
+		return false
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: e.Name}}, key)
+	if err != nil {
+		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: err.Error()})
+		return false
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := tunnel.Enroll(dctx, e.Server, tok.CAHash, &tunnel.EnrollRequest{
+		Token: e.Token, CSR: csr, Name: e.Name, Tags: e.Tags, DeviceID: u.cfg.DeviceID,
+	})
+	var refused *tunnel.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		u.cfg.Log.Warn("enrollment refused", "server", e.Server, "reason", refused.Reason)
+		u.report(ctx, Report{Phase: PhaseRefused, Server: e.Server, LastError: refused.Reason})
+		return false
+	case err != nil:
+		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: err.Error()})
+		return false
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return false
+	}
+	id := Identity{Cluster: resp.Cluster, Cert: resp.Cert, Key: keyPEM, CA: resp.CA, Server: e.Server, Tags: resp.Tags}
+	if err := u.cfg.Store.SaveIdentity(ctx, id); err != nil {
+		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: "keep identity: " + err.Error()})
+		return false
+	}
+	u.cfg.Log.Info("enrolled", "cluster", id.Cluster, "server", e.Server)
+	u.bo.Reset()
+	return true
+}
+
+// connect holds one tunnel to the parent until it ends.
+func (u *link) connect(ctx context.Context, id Identity) {
+	base := Report{Cluster: id.Cluster, Tags: id.Tags, Server: id.Server}
+	fail := func(phase string, err error) {
+		r := base
+		r.Phase, r.LastError = phase, err.Error()
+		u.report(ctx, r)
+	}
+	pair, err := tls.X509KeyPair(id.Cert, id.Key)
+	if err != nil {
+		fail(PhaseDisconnected, fmt.Errorf("identity: %w", err))
+		return
+	}
+	ca, err := pki.ParseCert(id.CA)
+	if err != nil {
+		fail(PhaseDisconnected, fmt.Errorf("tree CA: %w", err))
+		return
+	}
+	if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
+		base.CertNotAfter = leaf.NotAfter
+	}
+	held, err := u.cfg.Store.Desired(ctx)
+	if err != nil {
+		fail(PhaseDisconnected, err)
+		return
+	}
+	if held != nil {
+		base.Revision = held.Revision
+	}
+	r := base
+	r.Phase = PhaseConnecting
+	u.report(ctx, r)
+
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	conn, err := quic.DialAddr(dctx, id.Server, tunnel.ClientTLS(pair, ca), tunnel.QUICConfig())
+	if err != nil {
+		cancel()
+		fail(PhaseDisconnected, fmt.Errorf("dial %s: %w", id.Server, err))
+		return
+	}
+	defer conn.CloseWithError(0, "")
+	str, err := conn.OpenStreamSync(dctx)
+	if err == nil {
+		err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: u.cfg.AgentVersion, Revision: base.Revision})
+	}
+	var welcome *tunnel.Welcome
+	frames := (*tunnel.Reader)(nil)
+	if err == nil {
+		frames = tunnel.NewReader(str)
+		var m any
+		if m, err = frames.Read(); err == nil {
+			var ok bool
+			if welcome, ok = m.(*tunnel.Welcome); !ok {
+				err = fmt.Errorf("want Welcome, got %T", m)
+			}
+		}
+	}
+	cancel()
+	if err != nil {
+		fail(PhaseDisconnected, fmt.Errorf("handshake with %s: %w", id.Server, closeReason(conn, err)))
+		return
+	}
+	base.Parent, base.Alternates = welcome.Parent, welcome.Alternates
+	connected := func() {
+		r := base
+		r.Phase, r.RTT = PhaseConnected, conn.ConnectionStats().SmoothedRTT
+		u.report(ctx, r)
+	}
+	connected()
+	u.bo.Reset()
+	u.cfg.Log.Info("connected", "parent", welcome.Parent, "server", id.Server)
+
+	// Frames from the parent come in on their own goroutine; RTT is
+	// refreshed on a tick.
+	type frame struct {
+		m   any
+		err error
+	}
+	in := make(chan frame)
+	go func() {
+		for {
+			m, err := frames.Read()
+			select {
+			case in <- frame{m, err}:
+			case <-conn.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(30 * time.Second) // RTT; spare the SD card
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			connected()
+		case f := <-in:
+			if f.err != nil {
+				fail(PhaseDisconnected, closeReason(conn, f.err))
+				return
+			}
+			d, ok := f.m.(*tunnel.Desired)
+			if !ok {
+				continue
+			}
+			if err := u.cfg.Store.SaveDesired(ctx, d); err != nil {
+				fail(PhaseDisconnected, fmt.Errorf("keep desired state: %w", err))
+				return
+			}
+			base.Revision = d.Revision
+			if err := tunnel.WriteFrame(str, &tunnel.Ack{Revision: d.Revision}); err != nil {
+				fail(PhaseDisconnected, closeReason(conn, err))
+				return
+			}
+			connected()
+		}
+	}
+}
+
+// closeReason prefers the parent's reason for closing the connection.
+func closeReason(conn *quic.Conn, err error) error {
+	var app *quic.ApplicationError
+	if cause := context.Cause(conn.Context()); errors.As(cause, &app) && app.ErrorMessage != "" {
+		return fmt.Errorf("parent closed the tunnel: %s", app.ErrorMessage)
+	}
+	return err
+}
