@@ -12,18 +12,26 @@ import (
 	"github.com/ote-edge/ote/appliance/statuspage"
 )
 
-// BenchmarkIdleTree starts `ote init --root` (the state service and the
-// status page), and reports the time from start until the state service
-// is ready and the page answers, and the resident memory of the whole
-// idle tree a few seconds later.
+// BenchmarkIdleTree starts `ote init --root` and reports the time from
+// start until the state service is ready and the page answers, and the
+// resident memory of the whole idle tree a few seconds later: "base" is
+// ote init, the state service and the status page; "full" adds the
+// cluster controller (not enrolled, so idle).
 //
 //	make build && OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench IdleTree -benchtime 5x
 func BenchmarkIdleTree(b *testing.B) {
+	b.Run("base", func(b *testing.B) { benchIdleTree(b, "services:\n  controller:\n    disabled: true\n") })
+	b.Run("full", func(b *testing.B) { benchIdleTree(b, "") })
+}
+
+func benchIdleTree(b *testing.B, configYAML string) {
 	var readySum time.Duration
 	var rssSum, pssSum int64
 	for b.Loop() {
+		root := b.TempDir()
+		writeBootFile(b, root, "config.yaml", configYAML)
 		start := time.Now()
-		box := startBox(b, b.TempDir())
+		box := startBox(b, root)
 		box.waitFor("the state service", 30*time.Second, func(r statuspage.Report) bool { return service(r, "state").State == "running" })
 		readySum += time.Since(start)
 		time.Sleep(3 * time.Second) // idle
