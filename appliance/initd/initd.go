@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -66,7 +67,7 @@ func Run(ctx context.Context, cfg Config) (pid1.Action, error) {
 		}
 		cfg.Self = self
 	}
-	for _, d := range []string{paths.Data, paths.Run, paths.Boot} {
+	for _, d := range []string{paths.Data, paths.Run, filepath.Dir(paths.ConfigFile())} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return pid1.Exit, fmt.Errorf("create %s: %w", d, err)
 		}

@@ -102,6 +102,13 @@ func Run(ctx context.Context, cfg Config) error {
 			if u.enroll(ctx) {
 				continue // connect at once
 			}
+			if u.last.Phase == PhaseNotEnrolled {
+				// Waiting for someone to drop an enroll.yaml: look often.
+				if sleep(ctx, enrollPoll) != nil {
+					return nil
+				}
+				continue
+			}
 		default:
 			u.connect(ctx, id)
 		}
@@ -110,6 +117,20 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// enrollPoll is how often a box without enroll.yaml looks for one.
+const enrollPoll = 3 * time.Second
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 type link struct {
