@@ -50,8 +50,12 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 
 // Wait sleeps for Next() or until ctx ends, whichever is first, and returns
 // ctx's error in the latter case.
-func (b *Backoff) Wait(ctx context.Context) error {
-	t := time.NewTimer(b.Next())
+func (b *Backoff) Wait(ctx context.Context) error { return Sleep(ctx, b.Next()) }
+
+// Sleep waits for d or until ctx ends, and returns ctx's error in the
+// latter case: the one way to pause in a loop that must stop on time.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

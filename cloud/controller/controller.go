@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
@@ -304,10 +305,8 @@ func (c *Controller) watchRemovals(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := c.registry.client.Watch(ctx, metav1.ListOptions{})
 		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+			c.cfg.Log.Warn("watch EdgeClusters", "err", err)
+			backoff.Sleep(ctx, time.Second)
 			continue
 		}
 		for ev := range w.ResultChan() {

@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			if u.last.Phase == PhaseNotEnrolled {
 				// Waiting for someone to drop an enroll.yaml: look often.
-				if sleep(ctx, enrollPoll) != nil {
+				if backoff.Sleep(ctx, enrollPoll) != nil {
 					return nil
 				}
 				continue
@@ -121,17 +121,6 @@ func Run(ctx context.Context, cfg Config) error {
 
 // enrollPoll is how often a box without enroll.yaml looks for one.
 const enrollPoll = 3 * time.Second
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 type link struct {
 	cfg  Config
