@@ -48,8 +48,17 @@ type Controller struct {
 	ln       *quic.Listener
 	caHash   [32]byte
 
+	sync *syncer
+
 	mu    sync.Mutex
 	conns map[string]*quic.Conn // by cluster name
+	sent  map[string]sentSet    // the desired set last sent, by cluster
+}
+
+// sentSet is a desired set sent to a child, to credit its Ack.
+type sentSet struct {
+	revision int64
+	keys     []string // namespace/name of each deployment
 }
 
 // ErrCodes of QUIC application closes.
@@ -80,7 +89,9 @@ func Listen(cfg Config) (*Controller, error) {
 	return &Controller{
 		cfg: cfg, ln: ln, caHash: sha256.Sum256(cfg.CA.Cert.Raw),
 		registry: &registry{client: cfg.Dynamic.Resource(crds.EdgeClusters)},
+		sync:     newSyncer(cfg.Dynamic, cfg.Log),
 		conns:    map[string]*quic.Conn{},
+		sent:     map[string]sentSet{},
 	}, nil
 }
 
@@ -107,6 +118,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer c.ln.Close()
 	wg.Go(func() { c.watchRemovals(ctx) })
+	wg.Go(func() { c.sync.watch(ctx) })
+	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
 	for {
 		conn, err := c.ln.Accept(ctx)
 		if err != nil {
@@ -252,19 +265,105 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		log.Warn("status", "err", err)
 	}
 	log.Info("connected", "agent", hello.AgentVersion)
+
+	sendCtx, stopSend := context.WithCancel(conn.Context())
+	var sender sync.WaitGroup
+	sender.Go(func() { c.sendDesired(sendCtx, str, name, hello.Revision, log) })
+	defer func() {
+		stopSend()
+		sender.Wait()
+	}()
 	for {
 		m, err := r.Read()
 		if err != nil {
 			break
 		}
-		switch m.(type) {
-		case *tunnel.Status, *tunnel.Ack:
-			c.registry.setStatus(ctx, name, map[string]any{"lastSeen": now()})
+		switch m := m.(type) {
+		case *tunnel.Ack:
+			c.acked(ctx, name, m.Revision)
+		case *tunnel.Status:
+			c.status(name, m, log)
 		default:
 			conn.CloseWithError(codeProtocol, fmt.Sprintf("unexpected %T from a child", m))
 		}
 	}
 	log.Info("disconnected", "reason", context.Cause(conn.Context()))
+}
+
+// sendDesired sends the child its desired set whenever the set's revision
+// differs from the one the child holds. The revision, kept in the
+// EdgeCluster's status, changes only when the set's content does: a
+// reconnecting child that holds the current revision is sent nothing.
+func (c *Controller) sendDesired(ctx context.Context, str *quic.Stream, name string, held int64, log *slog.Logger) {
+	for ctx.Err() == nil {
+		mark, err := c.registry.desiredMark(ctx, name)
+		if err != nil {
+			log.Warn("desired state", "err", err)
+			backoff.Sleep(ctx, time.Second)
+			continue
+		}
+		set, hash, changed := c.sync.desired(name, mark.tags)
+		rev := mark.revision
+		if hash != mark.hash {
+			rev++
+			if err := c.registry.setStatus(ctx, name, map[string]any{"desiredRevision": rev, "desiredHash": hash}); err != nil {
+				log.Warn("desired state", "err", err)
+				backoff.Sleep(ctx, time.Second)
+				continue
+			}
+		}
+		if rev != held {
+			if err := tunnel.WriteFrame(str, &tunnel.Desired{Revision: rev, Deployments: set}); err != nil {
+				return
+			}
+			keys := make([]string, len(set))
+			for i, d := range set {
+				keys[i] = d.Namespace + "/" + d.Name
+			}
+			c.mu.Lock()
+			c.sent[name] = sentSet{revision: rev, keys: keys}
+			c.mu.Unlock()
+			held = rev
+		}
+		// Deployments notify; tag changes on the EdgeCluster are polled.
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// acked credits a child's acknowledgement of a revision.
+func (c *Controller) acked(ctx context.Context, name string, rev int64) {
+	c.registry.setStatus(ctx, name, map[string]any{"ackedRevision": rev, "lastSeen": now()})
+	c.mu.Lock()
+	sent := c.sent[name]
+	c.mu.Unlock()
+	if sent.revision != rev {
+		return
+	}
+	for _, key := range sent.keys {
+		c.sync.record(key, name, clusterState{Phase: "Delivered", Revision: rev})
+	}
+}
+
+// status takes a child's report on deployments. A child speaks only for
+// its own subtree; reports about other clusters are dropped.
+func (c *Controller) status(name string, st *tunnel.Status, log *slog.Logger) {
+	for _, d := range st.Deployments {
+		if d.Cluster != name {
+			log.Warn("dropped status for a cluster outside the child's subtree", "about", d.Cluster)
+			continue
+		}
+		switch d.Phase {
+		case "Received", "Applied", "Failed":
+		default:
+			log.Warn("dropped status with an unknown phase", "phase", d.Phase)
+			continue
+		}
+		c.sync.record(d.Namespace+"/"+d.Name, name, clusterState{Phase: d.Phase, Revision: d.Revision, Message: d.Message})
+	}
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }

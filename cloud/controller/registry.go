@@ -81,3 +81,33 @@ func clusterName(req *tunnel.EnrollRequest, rec enrollment.Record) (string, erro
 	}
 	return name, nil
 }
+
+// list returns every registered cluster with its tags.
+func (r *registry) list(ctx context.Context) (map[string]map[string]string, error) {
+	l, err := r.client.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]string, len(l.Items))
+	for i := range l.Items {
+		out[l.Items[i].GetName()] = l.Items[i].GetLabels()
+	}
+	return out, nil
+}
+
+// desiredMark is what the registry keeps of a cluster's desired set.
+type desiredMark struct {
+	tags     map[string]string
+	revision int64
+	hash     string
+}
+
+func (r *registry) desiredMark(ctx context.Context, name string) (desiredMark, error) {
+	obj, err := r.client.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return desiredMark{}, err
+	}
+	rev, _, _ := unstructured.NestedInt64(obj.Object, "status", "desiredRevision")
+	hash, _, _ := unstructured.NestedString(obj.Object, "status", "desiredHash")
+	return desiredMark{tags: obj.GetLabels(), revision: rev, hash: hash}, nil
+}

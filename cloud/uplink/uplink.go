@@ -310,7 +310,19 @@ func (u *link) connect(ctx context.Context, id Identity) {
 				return
 			}
 			base.Revision = d.Revision
-			if err := tunnel.WriteFrame(str, &tunnel.Ack{Revision: d.Revision}); err != nil {
+			// Held, so acknowledged; nothing applies it yet, so each
+			// deployment is reported as received.
+			st := &tunnel.Status{}
+			for _, dep := range d.Deployments {
+				st.Deployments = append(st.Deployments, tunnel.DeploymentStatus{
+					Namespace: dep.Namespace, Name: dep.Name, Cluster: id.Cluster, Revision: d.Revision, Phase: "Received",
+				})
+			}
+			err := tunnel.WriteFrame(str, &tunnel.Ack{Revision: d.Revision})
+			if err == nil && len(st.Deployments) > 0 {
+				err = tunnel.WriteFrame(str, st)
+			}
+			if err != nil {
 				fail(PhaseDisconnected, closeReason(conn, err))
 				return
 			}

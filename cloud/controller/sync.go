@@ -1,0 +1,280 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/ote-edge/ote/appliance/backoff"
+	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/selector"
+	"github.com/ote-edge/ote/cloud/tunnel"
+)
+
+// deployment is a ClusterDeployment as the sync needs it.
+type deployment struct {
+	namespace, name string
+	sel             *selector.Selector
+	manifests       []json.RawMessage
+}
+
+func (d *deployment) key() string { return d.namespace + "/" + d.name }
+
+// clusterState is one deployment's state on one cluster.
+type clusterState struct {
+	Phase    string // Delivered, Received, Applied, Failed
+	Revision int64
+	Message  string
+	Since    time.Time
+}
+
+// syncer keeps the ClusterDeployments of this level, tells child
+// sessions when they change, and rolls per-cluster state up into each
+// deployment's status.
+type syncer struct {
+	client dynamic.NamespaceableResourceInterface
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	deps    map[string]*deployment
+	changed chan struct{} // closed and replaced at every change
+	states  map[string]map[string]clusterState
+	dirty   map[string]bool
+}
+
+func newSyncer(client dynamic.Interface, log *slog.Logger) *syncer {
+	return &syncer{
+		client: client.Resource(crds.ClusterDeployments), log: log,
+		deps: map[string]*deployment{}, changed: make(chan struct{}),
+		states: map[string]map[string]clusterState{}, dirty: map[string]bool{},
+	}
+}
+
+// watch mirrors the ClusterDeployments until ctx ends.
+func (s *syncer) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		list, err := s.client.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			s.log.Warn("list ClusterDeployments", "err", err)
+			backoff.Sleep(ctx, time.Second)
+			continue
+		}
+		fresh := map[string]*deployment{}
+		for i := range list.Items {
+			if d := s.parse(&list.Items[i]); d != nil {
+				fresh[d.key()] = d
+			}
+		}
+		s.mu.Lock()
+		s.deps = fresh
+		s.notifyLocked()
+		s.mu.Unlock()
+		w, err := s.client.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
+		if err != nil {
+			continue
+		}
+		for ev := range w.ResultChan() {
+			obj, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				break // an error event: list again
+			}
+			s.mu.Lock()
+			key := obj.GetNamespace() + "/" + obj.GetName()
+			switch ev.Type {
+			case watch.Deleted:
+				delete(s.deps, key)
+				delete(s.states, key)
+			case watch.Added, watch.Modified:
+				if d := s.parse(obj); d != nil {
+					s.deps[key] = d
+					s.dirty[key] = true
+				}
+			}
+			s.notifyLocked()
+			s.mu.Unlock()
+		}
+		w.Stop()
+	}
+}
+
+func (s *syncer) parse(obj *unstructured.Unstructured) *deployment {
+	spec, _, _ := unstructured.NestedMap(obj.Object, "spec")
+	raw, _ := json.Marshal(spec)
+	var parsed struct {
+		ClusterSelector selector.Spec     `json:"clusterSelector"`
+		Manifests       []json.RawMessage `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &parsed); err != nil {
+		s.log.Warn("ClusterDeployment spec", "deployment", obj.GetNamespace()+"/"+obj.GetName(), "err", err)
+		return nil
+	}
+	sel, err := selector.Compile(parsed.ClusterSelector)
+	if err != nil {
+		s.log.Warn("ClusterDeployment selector", "deployment", obj.GetNamespace()+"/"+obj.GetName(), "err", err)
+		return nil
+	}
+	return &deployment{namespace: obj.GetNamespace(), name: obj.GetName(), sel: sel, manifests: parsed.Manifests}
+}
+
+func (s *syncer) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// desired returns the child's desired set, its content hash, and a
+// channel closed at the next change.
+func (s *syncer) desired(cluster string, tags map[string]string) ([]tunnel.Deployment, string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.deps))
+	for k := range s.deps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := []tunnel.Deployment{}
+	for _, k := range keys {
+		d := s.deps[k]
+		if d.sel.Matches(cluster, tags) {
+			out = append(out, tunnel.Deployment{Namespace: d.namespace, Name: d.name, Targets: []string{cluster}, Manifests: d.manifests})
+		}
+	}
+	b, _ := json.Marshal(out)
+	sum := sha256.Sum256(b)
+	return out, hex.EncodeToString(sum[:]), s.changed
+}
+
+// record notes a deployment's state on a cluster.
+func (s *syncer) record(key, cluster string, st clusterState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.deps[key]; !ok {
+		return
+	}
+	m := s.states[key]
+	if m == nil {
+		m = map[string]clusterState{}
+		s.states[key] = m
+	}
+	if old, ok := m[cluster]; ok && old.Phase == st.Phase && old.Revision == st.Revision {
+		return
+	}
+	st.Since = time.Now().UTC()
+	m[cluster] = st
+	s.dirty[key] = true
+}
+
+// maxClustersInStatus bounds status.clusters; the counts cover all.
+const maxClustersInStatus = 100
+
+// flush writes the status of every changed deployment, every interval,
+// counting targets among the clusters that registry lists.
+func (s *syncer) flush(ctx context.Context, reg *registry, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if len(s.dirty) == 0 {
+			s.mu.Unlock()
+			continue
+		}
+		type job struct {
+			d      *deployment
+			states map[string]clusterState
+		}
+		var jobs []job
+		for key := range s.dirty {
+			if d, ok := s.deps[key]; ok {
+				states := map[string]clusterState{}
+				for c, st := range s.states[key] {
+					states[c] = st
+				}
+				jobs = append(jobs, job{d, states})
+			}
+		}
+		s.dirty = map[string]bool{}
+		s.mu.Unlock()
+
+		clusters, err := reg.list(ctx)
+		if err != nil {
+			s.log.Warn("list EdgeClusters", "err", err)
+			continue
+		}
+		for _, j := range jobs {
+			if err := s.writeStatus(ctx, j.d, j.states, clusters); err != nil {
+				s.log.Warn("ClusterDeployment status", "deployment", j.d.key(), "err", err)
+				s.mu.Lock()
+				s.dirty[j.d.key()] = true
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (s *syncer) writeStatus(ctx context.Context, d *deployment, states map[string]clusterState, clusters map[string]map[string]string) error {
+	type entry struct {
+		Name               string `json:"name"`
+		Phase              string `json:"phase"`
+		Revision           int64  `json:"revision,omitempty"`
+		Message            string `json:"message,omitempty"`
+		LastTransitionTime string `json:"lastTransitionTime,omitempty"`
+	}
+	var targeted, delivered, applied, failed int
+	var entries []entry
+	names := make([]string, 0, len(clusters))
+	for n := range clusters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !d.sel.Matches(name, clusters[name]) {
+			continue
+		}
+		targeted++
+		st, ok := states[name]
+		e := entry{Name: name, Phase: "Pending"}
+		if ok {
+			e = entry{Name: name, Phase: st.Phase, Revision: st.Revision, Message: st.Message, LastTransitionTime: st.Since.Format(time.RFC3339)}
+			switch st.Phase {
+			case "Applied":
+				applied++
+				delivered++
+			case "Failed":
+				failed++
+				delivered++
+			default:
+				delivered++
+			}
+		}
+		entries = append(entries, e)
+	}
+	// Failures first, so that the bounded list keeps what matters.
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Phase == "Failed" && entries[j].Phase != "Failed" })
+	if len(entries) > maxClustersInStatus {
+		entries = entries[:maxClustersInStatus]
+	}
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+		"targeted": targeted, "delivered": delivered, "applied": applied, "failed": failed, "clusters": entries,
+	}})
+	_, err := s.client.Namespace(d.namespace).Patch(ctx, d.name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: crds.FieldManager}, "status")
+	if err != nil {
+		return fmt.Errorf("patch status: %w", err)
+	}
+	return nil
+}
