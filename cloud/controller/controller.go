@@ -39,6 +39,9 @@ type Config struct {
 	Log     *slog.Logger
 	// CertValidity is how long enrolled identities are valid; default 90 days.
 	CertValidity time.Duration
+	// RenewGrace is how long past expiry a cluster may still renew with
+	// proof of its old key; default 30 days.
+	RenewGrace time.Duration
 }
 
 // Controller serves one level of the tree.
@@ -77,6 +80,9 @@ func Listen(cfg Config) (*Controller, error) {
 	}
 	if cfg.CertValidity == 0 {
 		cfg.CertValidity = 90 * 24 * time.Hour
+	}
+	if cfg.RenewGrace == 0 {
+		cfg.RenewGrace = 30 * 24 * time.Hour
 	}
 	chain, err := serverChain(cfg.CA)
 	if err != nil {
@@ -182,6 +188,9 @@ func (c *Controller) enroll(ctx context.Context, req *tunnel.EnrollRequest, remo
 		c.cfg.Log.Warn("enrollment refused", "remote", remote, "reason", msg)
 		return &tunnel.EnrollResponse{Error: msg}
 	}
+	if len(req.OldCert) > 0 {
+		return c.renewExpired(ctx, req, refuse)
+	}
 	tok, err := token.Parse(req.Token)
 	if err != nil {
 		return refuse("%v", err)
@@ -253,7 +262,8 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	str.SetReadDeadline(time.Time{})
-	if err := tunnel.WriteFrame(str, &tunnel.Welcome{CapabilityVersion: min(hello.CapabilityVersion, tunnel.CapabilityVersion), Cluster: name, Parent: c.cfg.Name}); err != nil {
+	out := &writer{str: str}
+	if err := out.send(&tunnel.Welcome{CapabilityVersion: min(hello.CapabilityVersion, tunnel.CapabilityVersion), Cluster: name, Parent: c.cfg.Name}); err != nil {
 		return
 	}
 	c.attach(name, conn)
@@ -268,7 +278,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 
 	sendCtx, stopSend := context.WithCancel(conn.Context())
 	var sender sync.WaitGroup
-	sender.Go(func() { c.sendDesired(sendCtx, str, name, hello.Revision, log) })
+	sender.Go(func() { c.sendDesired(sendCtx, out, name, hello.Revision, log) })
 	defer func() {
 		stopSend()
 		sender.Wait()
@@ -283,6 +293,10 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 			c.acked(ctx, name, m.Revision)
 		case *tunnel.Status:
 			c.status(name, m, log)
+		case *tunnel.Renew:
+			if err := out.send(c.renew(ctx, name, m, log)); err != nil {
+				conn.CloseWithError(codeProtocol, "write: "+err.Error())
+			}
 		default:
 			conn.CloseWithError(codeProtocol, fmt.Sprintf("unexpected %T from a child", m))
 		}
@@ -294,7 +308,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 // differs from the one the child holds. The revision, kept in the
 // EdgeCluster's status, changes only when the set's content does: a
 // reconnecting child that holds the current revision is sent nothing.
-func (c *Controller) sendDesired(ctx context.Context, str *quic.Stream, name string, held int64, log *slog.Logger) {
+func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, held int64, log *slog.Logger) {
 	for ctx.Err() == nil {
 		mark, err := c.registry.desiredMark(ctx, name)
 		if err != nil {
@@ -313,7 +327,7 @@ func (c *Controller) sendDesired(ctx context.Context, str *quic.Stream, name str
 			}
 		}
 		if rev != held {
-			if err := tunnel.WriteFrame(str, &tunnel.Desired{Revision: rev, Deployments: set}); err != nil {
+			if err := out.send(&tunnel.Desired{Revision: rev, Deployments: set}); err != nil {
 				return
 			}
 			keys := make([]string, len(set))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -23,6 +24,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:6443", "`ADDR` of the embedded Kubernetes API")
 	fs.StringVar(&cfg.Listen, "listen", ":7443", "UDP `ADDR` of the QUIC tunnel for children")
 	fs.StringVar(&cfg.Name, "name", "root", "this level's `NAME`, given to children as their parent")
+	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "how long the identities of enrolled clusters last; they renew at 2/3 of it")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
 	}

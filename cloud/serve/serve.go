@@ -58,9 +58,11 @@ type Config struct {
 	// Listen is the UDP address of the tunnel listener; default :7443.
 	Listen string
 	// Name is this level's name, given to children as their parent.
-	Name    string
-	Log     *slog.Logger
-	Console io.Writer // the API server's output; nil discards
+	Name string
+	// CertValidity is how long the identities this level issues last.
+	CertValidity time.Duration
+	Log          *slog.Logger
+	Console      io.Writer // the API server's output; nil discards
 	// Ready, if set, is called once the API serves OTE's CRDs and the
 	// tunnel listens, with the kubeconfig's path and the tunnel's address.
 	Ready func(kubeconfig, tunnel string)
@@ -93,6 +95,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	}
 	ctl, err := controller.Listen(controller.Config{
 		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: enrollment.Store{Client: cs}, Dynamic: dyn, Log: cfg.Log,
+		CertValidity: cfg.CertValidity,
 	})
 	if err != nil {
 		return err

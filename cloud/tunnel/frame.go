@@ -16,7 +16,10 @@ import (
 //
 //	1 (2026-11-22): enrollment, Hello/Welcome, desired state with
 //	   revisions and acknowledgements, status up.
-const CapabilityVersion = 1
+//	2 (2026-11-22): certificate renewal: Renew/Renewed on the control
+//	   stream before expiry; past expiry, an EnrollRequest carrying the
+//	   old certificate and a signature by its key instead of a token.
+const CapabilityVersion = 2
 
 // MaxFrameSize bounds a frame's payload.
 const MaxFrameSize = 1 << 20
@@ -33,12 +36,15 @@ const (
 	TypeDesired        Type = 5 // parent → child: the desired set at a revision
 	TypeAck            Type = 6 // child → parent: the revision applied
 	TypeStatus         Type = 7 // child → parent: clusters and deployments below
+	TypeRenew          Type = 8 // child → parent: a CSR for a fresh certificate (cap 2)
+	TypeRenewed        Type = 9 // parent → child: the certificate, or why not (cap 2)
 )
 
 func (t Type) String() string {
 	names := map[Type]string{
 		TypeEnrollRequest: "EnrollRequest", TypeEnrollResponse: "EnrollResponse", TypeHello: "Hello",
 		TypeWelcome: "Welcome", TypeDesired: "Desired", TypeAck: "Ack", TypeStatus: "Status",
+		TypeRenew: "Renew", TypeRenewed: "Renewed",
 	}
 	if n, ok := names[t]; ok {
 		return n
@@ -52,11 +58,11 @@ var (
 	ErrUnknownType   = errors.New("unknown frame type")
 )
 
-// message is implemented by every payload type.
-type message interface{ frameType() Type }
+// Message is implemented by every payload type of this package.
+type Message interface{ frameType() Type }
 
 // WriteFrame encodes m as one frame on w.
-func WriteFrame(w io.Writer, m message) error {
+func WriteFrame(w io.Writer, m Message) error {
 	payload, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %v: %w", m.frameType(), err)
@@ -117,7 +123,7 @@ func noEOF(err error) error {
 	return err
 }
 
-func newMessage(t Type) message {
+func newMessage(t Type) Message {
 	switch t {
 	case TypeEnrollRequest:
 		return &EnrollRequest{}
@@ -133,6 +139,10 @@ func newMessage(t Type) message {
 		return &Ack{}
 	case TypeStatus:
 		return &Status{}
+	case TypeRenew:
+		return &Renew{}
+	case TypeRenewed:
+		return &Renewed{}
 	}
 	return nil
 }

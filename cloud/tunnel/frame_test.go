@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-func validFrames() []message {
-	return []message{
+func validFrames() []Message {
+	return []Message{
 		&EnrollRequest{Token: "ote1.abcdef.0123456789abcdef.AAAA", CSR: []byte{1, 2, 3}, Name: "box-1", Tags: map[string]string{"site": "berlin-1"}, DeviceID: "00ff"},
 		&EnrollResponse{Cluster: "box-1", Cert: []byte("-----BEGIN CERTIFICATE-----"), CA: []byte("ca"), Tags: map[string]string{"site": "berlin-1"}},
 		&EnrollResponse{Error: "token expired"},
@@ -19,6 +19,10 @@ func validFrames() []message {
 		&Welcome{CapabilityVersion: 1, Cluster: "box-1", Parent: "region-eu", Alternates: []string{"10.0.0.2:7443"}},
 		&Desired{Revision: 8, Deployments: []Deployment{{Namespace: "default", Name: "hello", Targets: []string{"box-1"}, Manifests: nil}}},
 		&Ack{Revision: 8},
+		&Renew{CSR: []byte{9, 9}},
+		&Renewed{Cert: []byte("pem")},
+		&Renewed{Error: "revoked"},
+		&EnrollRequest{OldCert: []byte("pem"), Proof: []byte{1}, CSR: []byte{2}},
 		&Status{Clusters: []ClusterStatus{{Name: "box-1"}}, Deployments: []DeploymentStatus{{Name: "hello", Cluster: "box-1", Revision: 8, Phase: "Applied"}}},
 	}
 }
@@ -89,7 +93,7 @@ func FuzzReader(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if err := WriteFrame(io.Discard, m.(message)); err != nil && !errors.Is(err, ErrFrameTooLarge) {
+			if err := WriteFrame(io.Discard, m.(Message)); err != nil && !errors.Is(err, ErrFrameTooLarge) {
 				t.Fatalf("re-encoding %#v: %v", m, err)
 			}
 		}

@@ -5,9 +5,13 @@ import (
 	"time"
 )
 
-// EnrollRequest asks for an identity in the tree.
+// EnrollRequest asks for an identity in the tree: with a token, or, for a
+// cluster whose certificate expired, with that certificate and a proof
+// that it holds the key: an ASN.1 ECDSA signature over the SHA-256 of CSR.
 type EnrollRequest struct {
-	Token string `json:"token"`
+	Token   string `json:"token,omitempty"`
+	OldCert []byte `json:"oldCert,omitempty"` // PEM
+	Proof   []byte `json:"proof,omitempty"`
 	// CSR is a DER certificate request for the key the box keeps.
 	CSR  []byte            `json:"csr"`
 	Name string            `json:"name,omitempty"` // desired cluster name
@@ -85,7 +89,20 @@ type DeploymentStatus struct {
 	Message   string `json:"message,omitempty"`
 }
 
+// Renew asks for a fresh certificate for the cluster's new key.
+type Renew struct {
+	CSR []byte `json:"csr"` // DER
+}
+
+// Renewed answers Renew.
+type Renewed struct {
+	Cert  []byte `json:"cert,omitempty"` // PEM
+	Error string `json:"error,omitempty"`
+}
+
 func (*EnrollRequest) frameType() Type  { return TypeEnrollRequest }
+func (*Renew) frameType() Type          { return TypeRenew }
+func (*Renewed) frameType() Type        { return TypeRenewed }
 func (*EnrollResponse) frameType() Type { return TypeEnrollResponse }
 func (*Hello) frameType() Type          { return TypeHello }
 func (*Welcome) frameType() Type        { return TypeWelcome }

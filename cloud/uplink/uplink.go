@@ -8,15 +8,18 @@ package uplink
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -214,8 +217,25 @@ func (u *link) connect(ctx context.Context, id Identity) {
 		fail(PhaseDisconnected, fmt.Errorf("tree CA: %w", err))
 		return
 	}
-	if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
-		base.CertNotAfter = leaf.NotAfter
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		fail(PhaseDisconnected, fmt.Errorf("identity: %w", err))
+		return
+	}
+	base.CertNotAfter = leaf.NotAfter
+	if time.Now().After(leaf.NotAfter) {
+		// Offline past expiry: the parent renews with proof of the old key.
+		if id, err = u.renewExpired(ctx, id); err != nil {
+			var refused *tunnel.RefusedError
+			phase := PhaseDisconnected
+			if errors.As(err, &refused) {
+				phase = PhaseRefused
+			}
+			fail(phase, err)
+			return
+		}
+		u.connect(ctx, id)
+		return
 	}
 	held, err := u.cfg.Store.Desired(ctx)
 	if err != nil {
@@ -290,16 +310,49 @@ func (u *link) connect(ctx context.Context, id Identity) {
 	}()
 	tick := time.NewTicker(30 * time.Second) // RTT; spare the SD card
 	defer tick.Stop()
+	renewal := time.NewTimer(time.Until(renewAt(leaf)))
+	defer renewal.Stop()
+	if welcome.CapabilityVersion < 2 {
+		renewal.Stop() // the parent cannot renew
+	}
+	var pending *ecdsa.PrivateKey // the key of a Renew in flight
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 			connected()
+		case <-renewal.C:
+			key, csr, err := newKey(id.Cluster)
+			if err == nil {
+				err = tunnel.WriteFrame(str, &tunnel.Renew{CSR: csr})
+			}
+			if err != nil {
+				fail(PhaseDisconnected, closeReason(conn, err))
+				return
+			}
+			pending = key
+			renewal.Reset(time.Minute) // again, unless answered
 		case f := <-in:
 			if f.err != nil {
 				fail(PhaseDisconnected, closeReason(conn, f.err))
 				return
+			}
+			if r, ok := f.m.(*tunnel.Renewed); ok && pending != nil {
+				next, err := u.renewed(ctx, id, pending, r)
+				if err != nil {
+					rep := base
+					rep.Phase, rep.LastError = PhaseConnected, "renewal: "+err.Error()
+					u.report(ctx, rep)
+					continue
+				}
+				id, pending = next, nil
+				leaf, _ = pki.ParseCert(id.Cert)
+				base.CertNotAfter = leaf.NotAfter
+				renewal.Reset(time.Until(renewAt(leaf)))
+				u.cfg.Log.Info("certificate renewed", "notAfter", leaf.NotAfter)
+				connected()
+				continue
 			}
 			d, ok := f.m.(*tunnel.Desired)
 			if !ok {
@@ -338,4 +391,70 @@ func closeReason(conn *quic.Conn, err error) error {
 		return fmt.Errorf("parent closed the tunnel: %s", app.ErrorMessage)
 	}
 	return err
+}
+
+// renewAt is when to renew a certificate: at two thirds of its life, with
+// ±5% jitter so that a fleet enrolled together does not renew together.
+func renewAt(c *x509.Certificate) time.Time {
+	life := c.NotAfter.Sub(c.NotBefore)
+	jitter := time.Duration((mrand.Float64()*2 - 1) * 0.05 * float64(life))
+	return c.NotBefore.Add(life*2/3 + jitter)
+}
+
+// newKey makes a key and a CSR for it.
+func newKey(cluster string) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cluster}}, key)
+	return key, csr, err
+}
+
+// renewed keeps the certificate of a Renewed answer with its key.
+func (u *link) renewed(ctx context.Context, id Identity, key *ecdsa.PrivateKey, r *tunnel.Renewed) (Identity, error) {
+	if r.Error != "" {
+		return id, errors.New(r.Error)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return id, err
+	}
+	if _, err := tls.X509KeyPair(r.Cert, keyPEM); err != nil {
+		return id, fmt.Errorf("renewed certificate: %w", err)
+	}
+	id.Cert, id.Key = r.Cert, keyPEM
+	if err := u.cfg.Store.SaveIdentity(ctx, id); err != nil {
+		return id, fmt.Errorf("keep identity: %w", err)
+	}
+	return id, nil
+}
+
+// renewExpired asks the parent for a new certificate after the old one
+// expired, proving with a signature that it still holds the old key.
+func (u *link) renewExpired(ctx context.Context, id Identity) (Identity, error) {
+	oldKey, err := pki.ParseKey(id.Key)
+	if err != nil {
+		return id, err
+	}
+	ca, err := pki.ParseCert(id.CA)
+	if err != nil {
+		return id, err
+	}
+	key, csr, err := newKey(id.Cluster)
+	if err != nil {
+		return id, err
+	}
+	sum := sha256.Sum256(csr)
+	proof, err := oldKey.Sign(rand.Reader, sum[:], crypto.SHA256)
+	if err != nil {
+		return id, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := tunnel.Enroll(dctx, id.Server, sha256.Sum256(ca.Raw), &tunnel.EnrollRequest{OldCert: id.Cert, Proof: proof, CSR: csr})
+	if err != nil {
+		return id, err
+	}
+	return u.renewed(ctx, id, key, &tunnel.Renewed{Cert: resp.Cert})
 }

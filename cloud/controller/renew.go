@@ -1,0 +1,97 @@
+package controller
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/tunnel"
+)
+
+// writer serialises frames on a control stream written from several
+// goroutines.
+type writer struct {
+	mu  sync.Mutex
+	str *quic.Stream
+}
+
+func (w *writer) send(m tunnel.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return tunnel.WriteFrame(w.str, m)
+}
+
+// renew answers a connected child's request for a fresh certificate.
+func (c *Controller) renew(ctx context.Context, name string, req *tunnel.Renew, log *slog.Logger) *tunnel.Renewed {
+	certPEM, notAfter, err := c.issueFor(name, req.CSR)
+	if err != nil {
+		log.Warn("renewal refused", "err", err)
+		return &tunnel.Renewed{Error: err.Error()}
+	}
+	c.registry.setStatus(ctx, name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
+	log.Info("certificate renewed", "notAfter", notAfter)
+	return &tunnel.Renewed{Cert: certPEM}
+}
+
+// issueFor signs a CSR for the named cluster.
+func (c *Controller) issueFor(name string, csrDER []byte) ([]byte, time.Time, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err == nil {
+		err = csr.CheckSignature()
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("bad certificate request: %w", err)
+	}
+	certPEM, _, err := c.cfg.CA.Issue(pki.Request{CommonName: name, Client: true, Validity: c.cfg.CertValidity, PublicKey: csr.PublicKey})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return certPEM, cert.NotAfter, nil
+}
+
+// renewExpired gives a cluster whose certificate expired a new one, if it
+// proves it holds the old key, its expiry is within the grace period, and
+// the cluster was not revoked (its EdgeCluster still exists).
+func (c *Controller) renewExpired(ctx context.Context, req *tunnel.EnrollRequest, refuse func(string, ...any) *tunnel.EnrollResponse) *tunnel.EnrollResponse {
+	old, err := pki.ParseCert(req.OldCert)
+	if err != nil {
+		return refuse("old certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.cfg.CA.Cert)
+	// Verify as of just before expiry: expiry is what this path forgives.
+	if _, err := old.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: old.NotAfter.Add(-time.Second), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return refuse("old certificate is not from this tree: %v", err)
+	}
+	if time.Now().After(old.NotAfter.Add(c.cfg.RenewGrace)) {
+		return refuse("certificate expired on %s, beyond the %v grace period: enroll again with a token", old.NotAfter.Format(time.RFC3339), c.cfg.RenewGrace)
+	}
+	pub, ok := old.PublicKey.(*ecdsa.PublicKey)
+	sum := sha256.Sum256(req.CSR)
+	if !ok || !ecdsa.VerifyASN1(pub, sum[:], req.Proof) {
+		return refuse("no proof of the old certificate's key")
+	}
+	name := old.Subject.CommonName
+	if ok, err := c.registry.exists(ctx, name); err != nil || !ok {
+		return refuse("cluster %s is not registered (deleted or revoked)", name)
+	}
+	certPEM, notAfter, err := c.issueFor(name, req.CSR)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	c.registry.setStatus(ctx, name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
+	c.cfg.Log.Info("expired certificate renewed", "cluster", name, "expired", old.NotAfter)
+	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: c.cfg.CA.CertPEM}
+}
