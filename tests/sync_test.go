@@ -28,6 +28,23 @@ func enrolledBox(t *testing.T, c *cloud, name, tags string) (*box, string) {
 	return b, root
 }
 
+// heldDesiredIfAny is the desired state a box holds as JSON, or "".
+func heldDesiredIfAny(root string) string {
+	st, err := state.Dial(filepath.Join(root, "run", "state.sock"))
+	if err != nil {
+		return ""
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, _, err := state.Get(ctx, st, state.Key[tunnel.Desired]("uplink/desired"))
+	if err != nil {
+		return ""
+	}
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
 // heldDesired reads the desired state a box keeps in its local state.
 func heldDesired(t *testing.T, root string) tunnel.Desired {
 	t.Helper()
@@ -47,7 +64,12 @@ func heldDesired(t *testing.T, root string) tunnel.Desired {
 
 func cdStatus(t *testing.T, kubeconfig string) (targeted, delivered int, clusters string) {
 	t.Helper()
-	out := mustKubectl(t, kubeconfig, "", "get", "cdep", "hello", "-n", "default", "-o", "json")
+	return cdStatusOf(t, kubeconfig, "hello")
+}
+
+func cdStatusOf(t *testing.T, kubeconfig, name string) (targeted, delivered int, clusters string) {
+	t.Helper()
+	out := mustKubectl(t, kubeconfig, "", "get", "cdep", name, "-n", "default", "-o", "json")
 	var obj struct {
 		Status struct {
 			Targeted, Delivered int
