@@ -221,3 +221,63 @@ func tlsPair(t *testing.T, certPEM []byte, key crypto.Signer) tls.Certificate {
 	}
 	return pair
 }
+
+// A child speaks only for its own subtree: its status reports about
+// another cluster are dropped.
+func TestStatusOutsideSubtreeIsDropped(t *testing.T) {
+	builtBinary(t, "kube")
+	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t))
+	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	store := enrollment.Store{Client: kubernetes.NewForConfigOrDie(rc)}
+	tok, err := store.Create(context.Background(), enrollment.Options{Uses: 2, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar, err := enroll(t, c.tunnel, tok, "liar", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll(t, c.tunnel, tok, "victim", nil); err != nil {
+		t.Fatal(err)
+	}
+	mustKubectl(t, c.kubeconfig, `
+apiVersion: ote.dev/v1alpha1
+kind: ClusterDeployment
+metadata: {name: hello, namespace: default}
+spec:
+  clusterSelector: {names: [liar, victim]}
+  manifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: hello}}]
+`, "apply", "-f", "-")
+
+	_, str, _, err := liar.connect(t, c.tunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tunnel.NewReader(str)
+	str.SetReadDeadline(time.Now().Add(20 * time.Second))
+	m, err := r.Read()
+	d, ok := m.(*tunnel.Desired)
+	if err != nil || !ok || len(d.Deployments) != 1 {
+		t.Fatalf("liar got %#v, %v; want its desired set", m, err)
+	}
+	// It acknowledges its own set and claims the victim applied it.
+	tunnel.WriteFrame(str, &tunnel.Ack{Revision: d.Revision})
+	tunnel.WriteFrame(str, &tunnel.Status{Deployments: []tunnel.DeploymentStatus{
+		{Namespace: "default", Name: "hello", Cluster: "liar", Revision: d.Revision, Phase: "Received"},
+		{Namespace: "default", Name: "hello", Cluster: "victim", Revision: d.Revision, Phase: "Applied"},
+	}})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		targeted, delivered, clusters := cdStatusOf(t, c.kubeconfig, "hello")
+		if targeted == 2 && delivered == 1 {
+			if clusters != "liar=Received,victim=Pending" {
+				t.Errorf("status clusters = %s; the victim must stay Pending", clusters)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: %d targeted, %d delivered, %s", targeted, delivered, clusters)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
