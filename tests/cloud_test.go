@@ -21,7 +21,7 @@ type cloud struct {
 }
 
 // startCloud runs ote-cloud serve with args and waits until it serves.
-func startCloud(t *testing.T, args ...string) *cloud {
+func startCloud(t testing.TB, args ...string) *cloud {
 	t.Helper()
 	c := &cloud{out: &syncBuffer{}, exited: make(chan struct{})}
 	if !slices.Contains(args, "--listen") {
@@ -60,7 +60,7 @@ func startCloud(t *testing.T, args ...string) *cloud {
 }
 
 // stop ends ote-cloud with SIGTERM and expects a clean exit.
-func (c *cloud) stop(t *testing.T) {
+func (c *cloud) stop(t testing.TB) {
 	t.Helper()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -74,7 +74,7 @@ func (c *cloud) stop(t *testing.T) {
 }
 
 // kubectl runs the kubectl of the kube binary against kubeconfig.
-func kubectl(t *testing.T, kubeconfig, stdin string, args ...string) (string, error) {
+func kubectl(t testing.TB, kubeconfig, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(outDir(t), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -82,7 +82,7 @@ func kubectl(t *testing.T, kubeconfig, stdin string, args ...string) (string, er
 	return string(out), err
 }
 
-func mustKubectl(t *testing.T, kubeconfig, stdin string, args ...string) string {
+func mustKubectl(t testing.TB, kubeconfig, stdin string, args ...string) string {
 	t.Helper()
 	out, err := kubectl(t, kubeconfig, stdin, args...)
 	if err != nil {

@@ -62,12 +62,12 @@ func heldDesired(t *testing.T, root string) tunnel.Desired {
 	return d
 }
 
-func cdStatus(t *testing.T, kubeconfig string) (targeted, delivered int, clusters string) {
+func cdStatus(t testing.TB, kubeconfig string) (targeted, delivered int, clusters string) {
 	t.Helper()
 	return cdStatusOf(t, kubeconfig, "hello")
 }
 
-func cdStatusOf(t *testing.T, kubeconfig, name string) (targeted, delivered int, clusters string) {
+func cdStatusOf(t testing.TB, kubeconfig, name string) (targeted, delivered int, clusters string) {
 	t.Helper()
 	out := mustKubectl(t, kubeconfig, "", "get", "cdep", name, "-n", "default", "-o", "json")
 	var obj struct {

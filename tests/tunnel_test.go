@@ -36,7 +36,7 @@ type child struct {
 	name string
 }
 
-func newCSR(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+func newCSR(t testing.TB) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "box"}}, key)
@@ -46,7 +46,7 @@ func newCSR(t *testing.T) (*ecdsa.PrivateKey, []byte) {
 	return key, csr
 }
 
-func enroll(t *testing.T, addr string, tok token.Token, name string, tags map[string]string) (*child, error) {
+func enroll(t testing.TB, addr string, tok token.Token, name string, tags map[string]string) (*child, error) {
 	t.Helper()
 	key, csr := newCSR(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -68,7 +68,7 @@ func enroll(t *testing.T, addr string, tok token.Token, name string, tags map[st
 }
 
 // connect opens the child's tunnel and exchanges Hello and Welcome.
-func (c *child) connect(t *testing.T, addr string) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
+func (c *child) connect(t testing.TB, addr string) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -93,7 +93,7 @@ func (c *child) connect(t *testing.T, addr string) (*quic.Conn, *quic.Stream, *t
 }
 
 // phase reads an EdgeCluster's status.phase with kubectl.
-func phase(t *testing.T, kubeconfig, name string) string {
+func phase(t testing.TB, kubeconfig, name string) string {
 	t.Helper()
 	out, err := kubectl(t, kubeconfig, "", "get", "ec", name, "-o", "jsonpath={.status.phase}")
 	if err != nil {
@@ -102,7 +102,7 @@ func phase(t *testing.T, kubeconfig, name string) string {
 	return out
 }
 
-func waitPhase(t *testing.T, kubeconfig, name, want string) {
+func waitPhase(t testing.TB, kubeconfig, name, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -212,7 +212,7 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 	}
 }
 
-func tlsPair(t *testing.T, certPEM []byte, key crypto.Signer) tls.Certificate {
+func tlsPair(t testing.TB, certPEM []byte, key crypto.Signer) tls.Certificate {
 	t.Helper()
 	keyPEM, _ := pki.EncodeKey(key)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)

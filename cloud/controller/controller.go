@@ -309,25 +309,35 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 // EdgeCluster's status, changes only when the set's content does: a
 // reconnecting child that holds the current revision is sent nothing.
 func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, held int64, log *slog.Logger) {
+	// The mark is read once, consistently; this controller is its only
+	// writer, so it is kept in memory from then on.
+	var mark desiredMark
+	for {
+		var err error
+		if mark, err = c.registry.desiredMark(ctx, name); err == nil {
+			break
+		}
+		log.Warn("desired state", "err", err)
+		if backoff.Sleep(ctx, time.Second) != nil {
+			return
+		}
+	}
 	for ctx.Err() == nil {
-		mark, err := c.registry.desiredMark(ctx, name)
-		if err != nil {
-			log.Warn("desired state", "err", err)
-			backoff.Sleep(ctx, time.Second)
-			continue
+		if tags, err := c.registry.tags(ctx, name); err == nil {
+			mark.tags = tags
 		}
 		set, hash, changed := c.sync.desired(name, mark.tags)
-		rev := mark.revision
 		if hash != mark.hash {
-			rev++
-			if err := c.registry.setStatus(ctx, name, map[string]any{"desiredRevision": rev, "desiredHash": hash}); err != nil {
+			next := desiredMark{tags: mark.tags, revision: mark.revision + 1, hash: hash}
+			if err := c.registry.setStatus(ctx, name, map[string]any{"desiredRevision": next.revision, "desiredHash": hash}); err != nil {
 				log.Warn("desired state", "err", err)
 				backoff.Sleep(ctx, time.Second)
 				continue
 			}
+			mark = next
 		}
-		if rev != held {
-			if err := out.send(&tunnel.Desired{Revision: rev, Deployments: set}); err != nil {
+		if mark.revision != held {
+			if err := out.send(&tunnel.Desired{Revision: mark.revision, Deployments: set}); err != nil {
 				return
 			}
 			keys := make([]string, len(set))
@@ -335,9 +345,9 @@ func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, 
 				keys[i] = d.Namespace + "/" + d.Name
 			}
 			c.mu.Lock()
-			c.sent[name] = sentSet{revision: rev, keys: keys}
+			c.sent[name] = sentSet{revision: mark.revision, keys: keys}
 			c.mu.Unlock()
-			held = rev
+			held = mark.revision
 		}
 		// Deployments notify; tag changes on the EdgeCluster are polled.
 		select {

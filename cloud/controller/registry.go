@@ -111,3 +111,14 @@ func (r *registry) desiredMark(ctx context.Context, name string) (desiredMark, e
 	hash, _, _ := unstructured.NestedString(obj.Object, "status", "desiredHash")
 	return desiredMark{tags: obj.GetLabels(), revision: rev, hash: hash}, nil
 }
+
+// tags returns a cluster's tags from the API server's cache: a consistent
+// read would wait for the cache to catch up, which on kine takes about a
+// second, and tags may lag a moment without harm.
+func (r *registry) tags(ctx context.Context, name string) (map[string]string, error) {
+	obj, err := r.client.Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	return obj.GetLabels(), nil
+}
