@@ -86,6 +86,10 @@ func Run(ctx context.Context, cfg Config) error {
 // serveTree installs the CRDs and the tree CA in the cluster behind rc and
 // runs the cluster controller until ctx ends.
 func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig string) error {
+	// client-go's default of 5 requests per second (burst 10) puts a
+	// 200ms step into every delivery once a few children are busy: a
+	// controller of a level talks to its API server far more than that.
+	rc.QPS, rc.Burst = 500, 1000
 	ca, dyn, cs, err := installCRDs(ctx, rc, cfg)
 	if err != nil {
 		return err
