@@ -150,7 +150,7 @@ spec:
 			}
 		}
 	}()
-	<-arrivals // the initial set
+	<-arrivals                    // the initial set
 	rc.QPS, rc.Burst = 1000, 1000 // the operator's side must not be what is measured
 	cds := dynamic.NewForConfigOrDie(rc).Resource(crds.ClusterDeployments).Namespace("default")
 	ctx := context.Background()
