@@ -1,0 +1,165 @@
+package tests
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/enrollment"
+	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/tunnel"
+)
+
+// BenchmarkLeavesPerController connects OTE_LEAVES (default 1000)
+// simulated leaves to one ote-cloud serve, every one a real QUIC
+// connection with its own certificate, all over one UDP socket
+// (quic.Transport), each holding its tunnel after Hello/Welcome. It
+// reports the controller's resident memory per leaf (ote-cloud alone;
+// the API server is a separate process) and the time to connect them all.
+//
+//	make build kube && OTE_LEAVES=1000 OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench LeavesPerController -benchtime 1x
+func BenchmarkLeavesPerController(b *testing.B) {
+	leaves := 1000
+	if v, err := strconv.Atoi(os.Getenv("OTE_LEAVES")); err == nil && v > 0 {
+		leaves = v
+	}
+	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b))
+	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	rc.QPS, rc.Burst = 1000, 1000
+	ctx := context.Background()
+	ca, err := (enrollment.Store{Client: kubernetes.NewForConfigOrDie(rc)}).TreeCA(ctx, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ecs := dynamic.NewForConfigOrDie(rc).Resource(crds.EdgeClusters)
+
+	// Register the leaves and issue their identities, as enrollment would.
+	certs := make([]tls.Certificate, leaves)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				name := fmt.Sprintf("leaf-%05d", i)
+				obj := &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": crds.Group + "/" + crds.Version, "kind": "EdgeCluster",
+					"metadata": map[string]any{"name": name, "labels": map[string]any{"site": fmt.Sprintf("site-%d", i%100)}},
+					"spec":     map[string]any{},
+				}}
+				_, err := ecs.Create(ctx, obj, metav1.CreateOptions{})
+				if err == nil {
+					var certPEM, keyPEM []byte
+					if certPEM, keyPEM, err = ca.Issue(pki.Request{CommonName: name, Client: true, Validity: time.Hour}); err == nil {
+						certs[i], err = tls.X509KeyPair(certPEM, keyPEM)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range leaves {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	b.Cleanup(func() { tr.Close() })
+	raddr, err := net.ResolveUDPAddr("udp", c.tunnel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	before := processRSS(b, c.cmd.Process.Pid)
+
+	start := time.Now()
+	conns := make(chan *quic.Conn, leaves)
+	work = make(chan int)
+	for range 32 {
+		wg.Go(func() {
+			for i := range work {
+				dctx, cancel := context.WithTimeout(ctx, time.Minute)
+				conn, err := tr.Dial(dctx, raddr, tunnel.ClientTLS(certs[i], ca.Cert), tunnel.QUICConfig())
+				if err == nil {
+					var str *quic.Stream
+					if str, err = conn.OpenStreamSync(dctx); err == nil {
+						if err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "loadgen"}); err == nil {
+							_, err = tunnel.NewReader(str).Read()
+						}
+					}
+					conns <- conn
+				}
+				cancel()
+				if err != nil {
+					mu.Lock()
+					firstErr = fmt.Errorf("leaf %d: %w", i, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range leaves {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	connected := time.Since(start)
+	close(conns)
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	time.Sleep(5 * time.Second) // let status writes and GC settle
+	after := processRSS(b, c.cmd.Process.Pid)
+	for conn := range conns {
+		conn.CloseWithError(0, "")
+	}
+	b.ReportMetric(float64(leaves), "leaves")
+	b.ReportMetric(float64(after-before)/float64(leaves)/1024, "KiB/leaf")
+	b.ReportMetric(connected.Seconds(), "s-to-connect")
+	b.ReportMetric(float64(after)/(1<<20), "MiB-rss")
+	b.ReportMetric(0, "ns/op")
+}
+
+// processRSS is one process's resident set in bytes.
+func processRSS(b *testing.B, pid int) int64 {
+	b.Helper()
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kb int64
+	for _, line := range strings.Split(string(rollup), "\n") {
+		if _, err := fmt.Sscanf(line, "Rss: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	b.Fatalf("no Rss for pid %d", pid)
+	return 0
+}
