@@ -241,7 +241,10 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	}
 	name := peers[0].Subject.CommonName
 	log := c.cfg.Log.With("cluster", name, "remote", conn.RemoteAddr())
-	if ok, err := c.registry.exists(ctx, name); err != nil || !ok {
+	// One read serves the registration check, the tags and the mark of
+	// the desired set the child was last given.
+	mark, err := c.registry.desiredMark(ctx, name)
+	if err != nil {
 		log.Warn("refused: not registered (deleted or revoked)", "err", err)
 		conn.CloseWithError(codeRevoked, "cluster "+name+" is not registered (deleted or revoked)")
 		return
@@ -268,17 +271,16 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	}
 	c.attach(name, conn)
 	defer c.detach(name, conn)
-	if err := c.registry.setStatus(ctx, name, map[string]any{
+	log.Info("connected", "agent", hello.AgentVersion)
+	// Written with the first desired mark: one request per connect.
+	connected := map[string]any{
 		"phase": "Connected", "lastSeen": now(), "agentVersion": hello.AgentVersion,
 		"certificateNotAfter": peers[0].NotAfter.UTC().Format(time.RFC3339), "subtreeSize": 1,
-	}); err != nil {
-		log.Warn("status", "err", err)
 	}
-	log.Info("connected", "agent", hello.AgentVersion)
 
 	sendCtx, stopSend := context.WithCancel(conn.Context())
 	var sender sync.WaitGroup
-	sender.Go(func() { c.sendDesired(sendCtx, out, name, hello.Revision, log) })
+	sender.Go(func() { c.sendDesired(sendCtx, out, name, hello.Revision, mark, connected, log) })
 	defer func() {
 		stopSend()
 		sender.Wait()
@@ -308,34 +310,40 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 // differs from the one the child holds. The revision, kept in the
 // EdgeCluster's status, changes only when the set's content does: a
 // reconnecting child that holds the current revision is sent nothing.
-func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, held int64, log *slog.Logger) {
-	// The mark is read once, consistently; this controller is its only
-	// writer, so it is kept in memory from then on.
-	var mark desiredMark
-	for {
-		var err error
-		if mark, err = c.registry.desiredMark(ctx, name); err == nil {
-			break
-		}
-		log.Warn("desired state", "err", err)
-		if backoff.Sleep(ctx, time.Second) != nil {
-			return
-		}
-	}
+// sendDesired sends the child its desired set whenever the set's revision
+// differs from the one the child holds. The revision, kept in the
+// EdgeCluster's status, changes only when the set's content does: a
+// reconnecting child that holds the current revision is sent nothing.
+// mark was read at connect; this controller is its only writer, so it is
+// kept in memory from then on. first is written with the first mark.
+func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, held int64, mark desiredMark, first map[string]any, log *slog.Logger) {
+	pending := first // status fields still to write
+	fresh := true    // mark.tags was just read
 	for ctx.Err() == nil {
-		if tags, err := c.registry.tags(ctx, name); err == nil {
-			mark.tags = tags
+		if !fresh {
+			if tags, err := c.registry.tags(ctx, name); err == nil {
+				mark.tags = tags
+			}
 		}
+		fresh = false
 		set, hash, changed := c.sync.desired(name, mark.tags)
+		next := mark
 		if hash != mark.hash {
-			next := desiredMark{tags: mark.tags, revision: mark.revision + 1, hash: hash}
-			if err := c.registry.setStatus(ctx, name, map[string]any{"desiredRevision": next.revision, "desiredHash": hash}); err != nil {
-				log.Warn("desired state", "err", err)
+			next = desiredMark{tags: mark.tags, revision: mark.revision + 1, hash: hash}
+			if pending == nil {
+				pending = map[string]any{}
+			}
+			pending["desiredRevision"], pending["desiredHash"] = next.revision, hash
+		}
+		if pending != nil {
+			if err := c.registry.setStatus(ctx, name, pending); err != nil {
+				log.Warn("status", "err", err)
 				backoff.Sleep(ctx, time.Second)
 				continue
 			}
-			mark = next
+			pending = nil
 		}
+		mark = next
 		if mark.revision != held {
 			if err := out.send(&tunnel.Desired{Revision: mark.revision, Deployments: set}); err != nil {
 				return
