@@ -34,7 +34,7 @@ func TestEnrollmentTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tree CA: %v", err)
 	}
-	caHash := sha256.Sum256(ca.Cert.Raw)
+	caHash := ca.Hash()
 
 	r := runBinary(t, cloudBin, "token", "create", "--kubeconfig", c.kubeconfig, "--enroll-yaml", "--server", "10.0.2.2:7443",
 		"--tags", "site=berlin-1,tier=shop", "--uses", "1", "--ttl", "1h")

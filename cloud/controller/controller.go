@@ -5,7 +5,6 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -93,7 +92,7 @@ func Listen(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	return &Controller{
-		cfg: cfg, ln: ln, caHash: sha256.Sum256(cfg.CA.Cert.Raw),
+		cfg: cfg, ln: ln, caHash: cfg.CA.Hash(),
 		registry: &registry{client: cfg.Dynamic.Resource(crds.EdgeClusters)},
 		sync:     newSyncer(cfg.Dynamic, cfg.Log),
 		conns:    map[string]*quic.Conn{},

@@ -7,7 +7,6 @@ package enrollment
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -117,7 +116,7 @@ func (s Store) Create(ctx context.Context, opts Options) (token.Token, error) {
 	if err != nil {
 		return token.Token{}, err
 	}
-	t := token.Generate(sha256.Sum256(ca.Cert.Raw))
+	t := token.Generate(ca.Hash())
 	now := time.Now().UTC()
 	data := map[string][]byte{
 		"token-id":    []byte(t.ID),

@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -119,15 +118,12 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
 }
 
-// Fingerprint is the SHA-256 of the CA certificate, in hex: what an
-// enrollment token carries so that a box can pin its tree's CA.
-func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert) }
+// Hash is the SHA-256 of the CA certificate: what an enrollment token
+// carries so that a box can pin its tree's CA.
+func (ca *CA) Hash() [32]byte { return Hash(ca.Cert) }
 
-// Fingerprint is the SHA-256 of a certificate's DER encoding, in hex.
-func Fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
-}
+// Hash is the SHA-256 of a certificate's DER encoding.
+func Hash(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
 
 // Request describes a certificate to issue.
 type Request struct {

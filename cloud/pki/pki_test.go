@@ -17,8 +17,8 @@ func TestCAIssuesCertificatesThatVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := LoadOrCreateCA(dir, "ignored")
-	if err != nil || again.Fingerprint() != ca.Fingerprint() {
-		t.Fatalf("second LoadOrCreateCA = %v, fingerprint %s; want the same CA %s", err, again.Fingerprint(), ca.Fingerprint())
+	if err != nil || again.Hash() != ca.Hash() {
+		t.Fatalf("second LoadOrCreateCA = %v, hash %x; want the same CA %x", err, again.Hash(), ca.Hash())
 	}
 	if fi, _ := os.Stat(filepath.Join(dir, "ca.key")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("ca.key mode = %v, want 0600", fi.Mode().Perm())

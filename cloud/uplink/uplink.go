@@ -160,12 +160,7 @@ func (u *link) enroll(ctx context.Context) bool {
 		return false
 	}
 	u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server})
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: err.Error()})
-		return false
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: e.Name}}, key)
+	key, csr, err := newKey(e.Name)
 	if err != nil {
 		u.report(ctx, Report{Phase: PhaseEnrolling, Server: e.Server, LastError: err.Error()})
 		return false
@@ -262,7 +257,7 @@ func (u *link) connect(ctx context.Context, id Identity) {
 		err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: u.cfg.AgentVersion, Revision: base.Revision})
 	}
 	var welcome *tunnel.Welcome
-	frames := (*tunnel.Reader)(nil)
+	var frames *tunnel.Reader
 	if err == nil {
 		frames = tunnel.NewReader(str)
 		var m any
@@ -452,7 +447,7 @@ func (u *link) renewExpired(ctx context.Context, id Identity) (Identity, error) 
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := tunnel.Enroll(dctx, id.Server, sha256.Sum256(ca.Raw), &tunnel.EnrollRequest{OldCert: id.Cert, Proof: proof, CSR: csr})
+	resp, err := tunnel.Enroll(dctx, id.Server, pki.Hash(ca), &tunnel.EnrollRequest{OldCert: id.Cert, Proof: proof, CSR: csr})
 	if err != nil {
 		return id, err
 	}
