@@ -40,7 +40,7 @@ func TestCertificateRenewal(t *testing.T) {
 	time.Sleep(time.Until(r.Uplink.CertNotAfter) + time.Second)
 	b = startBox(t, root)
 	r = b.waitFor("the refusal", 30*time.Second, func(r statuspage.Report) bool { return r.Uplink.Phase == "refused" })
-	if want := "enrollment refused: cluster renewer is not registered (deleted or revoked)"; r.Uplink.Error != want {
+	if want := "enrollment refused: cluster renewer was revoked"; r.Uplink.Error != want {
 		t.Errorf("refusal = %q, want %q", r.Uplink.Error, want)
 	}
 	b.stop(20 * time.Second)

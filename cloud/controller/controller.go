@@ -11,17 +11,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/ote-edge/ote/appliance/backoff"
-	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/token"
@@ -46,21 +45,43 @@ type Config struct {
 // Controller serves one level of the tree.
 type Controller struct {
 	cfg      Config
+	ca       atomic.Pointer[pki.CA]
+	server   atomic.Pointer[tls.Certificate]
 	registry *registry
 	ln       *quic.Listener
 	caHash   [32]byte
 
 	sync *syncer
 
-	mu    sync.Mutex
-	conns map[string]*quic.Conn // by cluster name
-	sent  map[string]sentSet    // the desired set last sent, by cluster
+	dirtyKick chan struct{}
+
+	mu         sync.Mutex
+	children   map[string]*session         // connected, by cluster name
+	sent       map[string]sentSet          // the desired set last sent, by cluster
+	claims     map[string]map[string]claim // by child: the clusters it reports below it
+	resetting  map[string]map[string]bool  // by child: clusters reported since its Reset
+	dirty      map[string]bool             // EdgeClusters to bring up to date
+	forgetting map[string]bool             // EdgeClusters this level deletes itself
+	revoked    map[string]time.Time        // cluster: certificates issued until then are refused
+	upParent   string                      // this level's parent, for alternates
+	upSiblings []string                    // where the parent's other level children serve
+	reportCh   chan struct{}               // closed and replaced when the report up changes
+}
+
+// session is a connected child.
+type session struct {
+	name       string
+	conn       *quic.Conn
+	out        *writer
+	cert       *x509.Certificate
+	serves     string // where a level child serves its own children
+	capVersion int
 }
 
 // sentSet is a desired set sent to a child, to credit its Ack.
 type sentSet struct {
 	revision int64
-	keys     []string // namespace/name of each deployment
+	keys     []string // namespace/name of each deployment that targets the child itself
 }
 
 // ErrCodes of QUIC application closes.
@@ -70,6 +91,7 @@ const (
 	codeProtocol quic.ApplicationErrorCode = 2
 	codeReplaced quic.ApplicationErrorCode = 3
 	codeRevoked  quic.ApplicationErrorCode = 4
+	codeShutdown quic.ApplicationErrorCode = 5
 )
 
 // Listen creates the Controller and binds its UDP port; Run serves.
@@ -83,34 +105,65 @@ func Listen(cfg Config) (*Controller, error) {
 	if cfg.RenewGrace == 0 {
 		cfg.RenewGrace = 30 * 24 * time.Hour
 	}
-	chain, err := serverChain(cfg.CA)
-	if err != nil {
+	c := &Controller{
+		cfg: cfg, caHash: cfg.CA.Hash(),
+		registry:   newRegistry(cfg.Dynamic, cfg.Log),
+		sync:       newSyncer(cfg.Dynamic, cfg.Log),
+		dirtyKick:  make(chan struct{}, 1),
+		children:   map[string]*session{},
+		sent:       map[string]sentSet{},
+		claims:     map[string]map[string]claim{},
+		resetting:  map[string]map[string]bool{},
+		dirty:      map[string]bool{},
+		forgetting: map[string]bool{},
+		revoked:    map[string]time.Time{},
+		reportCh:   make(chan struct{}),
+	}
+	if err := c.SetCA(cfg.CA); err != nil {
 		return nil, err
 	}
-	ln, err := quic.ListenAddr(cfg.Listen, tunnel.ServerTLS(chain, cfg.CA.Cert), tunnel.QUICConfig())
+	c.registry.onChange = c.reportChanged
+	c.registry.onDelete = c.deleted
+	c.sync.onRecord = c.reportChanged
+	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
+	tlsConf.Certificates = nil
+	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.server.Load(), nil }
+	ln, err := quic.ListenAddr(cfg.Listen, tlsConf, tunnel.QUICConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	return &Controller{
-		cfg: cfg, ln: ln, caHash: cfg.CA.Hash(),
-		registry: &registry{client: cfg.Dynamic.Resource(crds.EdgeClusters)},
-		sync:     newSyncer(cfg.Dynamic, cfg.Log),
-		conns:    map[string]*quic.Conn{},
-		sent:     map[string]sentSet{},
-	}, nil
+	c.ln = ln
+	return c, nil
+}
+
+// SetCA makes ca the CA this level signs with: at start, and when a
+// level's own certificate (its intermediate CA) is renewed. The tree's
+// root stays the same.
+func (c *Controller) SetCA(ca *pki.CA) error {
+	if ca.Hash() != c.caHash {
+		return errors.New("controller: a CA of another tree")
+	}
+	chain, err := serverChain(ca)
+	if err != nil {
+		return err
+	}
+	c.ca.Store(ca)
+	c.server.Store(&chain)
+	return nil
 }
 
 // Addr is the bound UDP address.
 func (c *Controller) Addr() net.Addr { return c.ln.Addr() }
 
 // serverChain issues the parent's certificate, for ServerName, and
-// returns it with the CA behind it: enrolling boxes pin the CA.
+// returns it with the chain to the root behind it: enrolling boxes pin
+// the root.
 func serverChain(ca *pki.CA) (tls.Certificate, error) {
 	certPEM, keyPEM, err := ca.Issue(pki.Request{CommonName: tunnel.ServerName, DNSNames: []string{tunnel.ServerName}, Server: true, Validity: 365 * 24 * time.Hour})
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	pair, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
+	pair, err := tls.X509KeyPair(append(certPEM, ca.RootPEM...), keyPEM)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -119,12 +172,29 @@ func serverChain(ca *pki.CA) (tls.Certificate, error) {
 
 // Run accepts connections until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	for {
+		err := c.loadRevoked(ctx)
+		if err == nil {
+			break
+		}
+		c.cfg.Log.Warn("read revocations", "err", err)
+		if backoff.Sleep(ctx, time.Second) != nil {
+			return nil
+		}
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer c.closeAll()
 	defer c.ln.Close()
-	wg.Go(func() { c.watchRemovals(ctx) })
+	wg.Go(func() { c.registry.watch(ctx) })
 	wg.Go(func() { c.sync.watch(ctx) })
 	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
+	wg.Go(func() { c.writeClusters(ctx) })
+	select {
+	case <-c.registry.synced:
+	case <-ctx.Done():
+		return nil
+	}
 	for {
 		conn, err := c.ln.Accept(ctx)
 		if err != nil {
@@ -144,6 +214,28 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		})
 	}
+}
+
+// closeAll tells every child that this level is going away, so that they
+// fail over at once instead of waiting for a timeout.
+func (c *Controller) closeAll() {
+	c.mu.Lock()
+	conns := make([]*quic.Conn, 0, len(c.children))
+	for _, s := range c.children {
+		conns = append(conns, s.conn)
+	}
+	c.mu.Unlock()
+	for _, conn := range conns {
+		conn.CloseWithError(codeShutdown, "parent shutting down")
+	}
+}
+
+// reportChanged wakes whoever reports this level's subtree up.
+func (c *Controller) reportChanged() {
+	c.mu.Lock()
+	close(c.reportCh)
+	c.reportCh = make(chan struct{})
+	c.mu.Unlock()
 }
 
 // serveEnroll answers one enrollment request.
@@ -216,36 +308,44 @@ func (c *Controller) enroll(ctx context.Context, req *tunnel.EnrollRequest, remo
 	for k, v := range rec.Tags { // the operator's tags win
 		tags[k] = v
 	}
-	certPEM, _, err := c.cfg.CA.Issue(pki.Request{CommonName: name, Client: true, Validity: c.cfg.CertValidity, PublicKey: csr.PublicKey})
+	if req.Level && !rec.Level {
+		return refuse("this token enrolls boxes, not levels: create one with --level")
+	}
+	ca := c.ca.Load()
+	certPEM, _, err := ca.Issue(pki.Request{CommonName: name, Client: true, CA: req.Level, Validity: c.cfg.CertValidity, PublicKey: csr.PublicKey})
 	if err != nil {
 		return refuse("issue certificate: %v", err)
 	}
 	cert, _ := pki.ParseCert(certPEM)
-	if err := c.registry.create(ctx, name, tags, cert.NotAfter); err != nil {
+	status := map[string]any{"phase": "Pending", "certificateNotAfter": cert.NotAfter.UTC().Format(time.RFC3339), "subtreeSize": 1}
+	if err := c.registry.create(ctx, newObject(name, tags, "", false), status); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return refuse("cluster name %q is taken; delete its EdgeCluster first to enroll it again", name)
 		}
 		return refuse("register %s: %v", name, err)
 	}
 	c.cfg.Log.Info("enrolled", "cluster", name, "tags", tags, "remote", remote)
-	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: c.cfg.CA.CertPEM, Tags: tags}
+	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: ca.RootPEM, Tags: tags}
 }
 
-// serveChild holds an enrolled child's tunnel.
+// serveChild holds an enrolled child's tunnel. The child may have
+// enrolled here or anywhere else in the tree (after a failover): its
+// certificate, verified against the tree's root, is its identity.
 func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	peers := conn.ConnectionState().TLS.PeerCertificates
 	if len(peers) == 0 {
 		conn.CloseWithError(codeRefused, "a client certificate is required")
 		return
 	}
-	name := peers[0].Subject.CommonName
+	cert := peers[0]
+	name := cert.Subject.CommonName
 	log := c.cfg.Log.With("cluster", name, "remote", conn.RemoteAddr())
-	// One read serves the registration check, the tags and the mark of
-	// the desired set the child was last given.
-	mark, err := c.registry.desiredMark(ctx, name)
-	if err != nil {
-		log.Warn("refused: not registered (deleted or revoked)", "err", err)
-		conn.CloseWithError(codeRevoked, "cluster "+name+" is not registered (deleted or revoked)")
+	c.mu.Lock()
+	revoked := c.revokedLocked(name, cert)
+	c.mu.Unlock()
+	if revoked {
+		log.Warn("refused: revoked")
+		conn.CloseWithError(codeRevoked, "cluster "+name+" was revoked")
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -264,22 +364,62 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	str.SetReadDeadline(time.Time{})
-	out := &writer{str: str}
-	if err := out.send(&tunnel.Welcome{CapabilityVersion: min(hello.CapabilityVersion, tunnel.CapabilityVersion), Cluster: name, Parent: c.cfg.Name}); err != nil {
+	// One read serves the registration check and the mark of the desired
+	// set the child was last given.
+	mark, err := c.registry.desiredMark(ctx, name)
+	visitor := false
+	if apierrors.IsNotFound(err) {
+		if cert.CheckSignatureFrom(c.ca.Load().Cert) == nil {
+			// Enrolled here, and its EdgeCluster is gone: deleted.
+			log.Warn("refused: not registered (deleted or revoked)")
+			conn.CloseWithError(codeRevoked, "cluster "+name+" is not registered (deleted or revoked)")
+			return
+		}
+		// Enrolled elsewhere in the tree: a visitor, after a failover.
+		visitor = true
+		err = c.registry.create(ctx, newObject(name, hello.Tags, "", true), map[string]any{"phase": "Pending", "subtreeSize": 1})
+		if apierrors.IsAlreadyExists(err) {
+			err = nil
+		}
+		mark = desiredMark{}
+	}
+	if err != nil {
+		log.Warn("refused: registry", "err", err)
+		conn.CloseWithError(codeRefused, "registry unavailable, try again")
 		return
 	}
-	c.attach(name, conn)
-	defer c.detach(name, conn)
-	log.Info("connected", "agent", hello.AgentVersion)
+	if e, ok := c.registry.get(name); ok && e.parent != "" {
+		// It was below a child of this level and is now a direct child.
+		c.registry.setSpec(ctx, name, map[string]any{"parent": nil})
+	}
+	capv := min(hello.CapabilityVersion, tunnel.CapabilityVersion)
+	s := &session{name: name, conn: conn, out: &writer{str: str}, cert: cert, serves: hello.Serves, capVersion: capv}
+	c.mu.Lock()
+	old := c.children[name]
+	c.children[name] = s
+	welcome := c.welcomeLocked(name, capv)
+	c.mu.Unlock()
+	if old != nil {
+		old.conn.CloseWithError(codeReplaced, "replaced by a newer connection")
+	}
+	defer c.detach(s, visitor)
+	if err := s.out.send(welcome); err != nil {
+		return
+	}
+	if s.serves != "" {
+		c.welcomeAll() // its siblings gain an alternate
+	}
+	c.markDirty(name)
+	log.Info("connected", "agent", hello.AgentVersion, "visitor", visitor)
 	// Written with the first desired mark: one request per connect.
 	connected := map[string]any{
-		"phase": "Connected", "lastSeen": now(), "agentVersion": hello.AgentVersion,
-		"certificateNotAfter": peers[0].NotAfter.UTC().Format(time.RFC3339), "subtreeSize": 1,
+		"phase": "Connected", "lastSeen": now(), "agentVersion": hello.AgentVersion, "nextHop": name,
+		"certificateNotAfter": cert.NotAfter.UTC().Format(time.RFC3339),
 	}
 
 	sendCtx, stopSend := context.WithCancel(conn.Context())
 	var sender sync.WaitGroup
-	sender.Go(func() { c.sendDesired(sendCtx, out, name, hello.Revision, mark, connected, log) })
+	sender.Go(func() { c.sendDesired(sendCtx, s, hello, mark, connected, log) })
 	defer func() {
 		stopSend()
 		sender.Wait()
@@ -293,9 +433,9 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		case *tunnel.Ack:
 			c.acked(ctx, name, m.Revision)
 		case *tunnel.Status:
-			c.status(name, m, log)
+			c.status(ctx, name, m, log)
 		case *tunnel.Renew:
-			if err := out.send(c.renew(ctx, name, m, log)); err != nil {
+			if err := s.out.send(c.renew(ctx, name, cert.IsCA, m, log)); err != nil {
 				conn.CloseWithError(codeProtocol, "write: "+err.Error())
 			}
 		default:
@@ -308,34 +448,25 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 // sendDesired sends the child its desired set whenever the set's revision
 // differs from the one the child holds. The revision, kept in the
 // EdgeCluster's status, changes only when the set's content does: a
-// reconnecting child that holds the current revision is sent nothing.
-// sendDesired sends the child its desired set whenever the set's revision
-// differs from the one the child holds. The revision, kept in the
-// EdgeCluster's status, changes only when the set's content does: a
-// reconnecting child that holds the current revision is sent nothing.
-// mark was read at connect; this controller is its only writer, so it is
-// kept in memory from then on. first is written with the first mark.
-func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, held int64, mark desiredMark, first map[string]any, log *slog.Logger) {
+// reconnecting child that holds the current revision, or a set of the
+// same content (after a failover), is sent nothing. mark was read at
+// connect; this controller is its only writer, so it is kept in memory
+// from then on. first is written with the first mark.
+func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.Hello, mark desiredMark, first map[string]any, log *slog.Logger) {
 	pending := first // status fields still to write
-	fresh := true    // mark.tags was just read
+	held := hello.Revision
 	for ctx.Err() == nil {
-		if !fresh {
-			if tags, err := c.registry.tags(ctx, name); err == nil {
-				mark.tags = tags
-			}
-		}
-		fresh = false
-		set, hash, changed := c.sync.desired(name, mark.tags)
+		set, hash, changed := c.desiredFor(s.name)
 		next := mark
 		if hash != mark.hash {
-			next = desiredMark{tags: mark.tags, revision: mark.revision + 1, hash: hash}
+			next = desiredMark{revision: mark.revision + 1, hash: hash}
 			if pending == nil {
 				pending = map[string]any{}
 			}
 			pending["desiredRevision"], pending["desiredHash"] = next.revision, hash
 		}
 		if pending != nil {
-			if err := c.registry.setStatus(ctx, name, pending); err != nil {
+			if err := c.registry.setStatus(ctx, s.name, pending); err != nil {
 				log.Warn("status", "err", err)
 				backoff.Sleep(ctx, time.Second)
 				continue
@@ -343,26 +474,41 @@ func (c *Controller) sendDesired(ctx context.Context, out *writer, name string, 
 			pending = nil
 		}
 		mark = next
+		if hello.Hash == hash {
+			held = mark.revision // it holds this content already
+		}
+		hello.Hash = ""
 		if mark.revision != held {
-			if err := out.send(&tunnel.Desired{Revision: mark.revision, Deployments: set}); err != nil {
+			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: c.revokedCopy()}
+			if err := s.out.send(d); err != nil {
 				return
 			}
-			keys := make([]string, len(set))
-			for i, d := range set {
-				keys[i] = d.Namespace + "/" + d.Name
+			var keys []string
+			for _, dep := range set {
+				if slices.Contains(dep.Targets, s.name) {
+					keys = append(keys, dep.Namespace+"/"+dep.Name)
+				}
 			}
 			c.mu.Lock()
-			c.sent[name] = sentSet{revision: mark.revision, keys: keys}
+			c.sent[s.name] = sentSet{revision: mark.revision, keys: keys}
 			c.mu.Unlock()
 			held = mark.revision
 		}
-		// Deployments notify; tag changes on the EdgeCluster are polled.
 		select {
 		case <-ctx.Done():
 		case <-changed:
-		case <-time.After(10 * time.Second):
 		}
 	}
+}
+
+// desiredFor is a child's desired set: every deployment that targets the
+// child or a cluster below it, with those targets; its hash; and a channel
+// closed at the next change.
+func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, string, <-chan struct{}) {
+	c.mu.Lock()
+	members := c.membersLocked(child, c.registry.labels)
+	c.mu.Unlock()
+	return c.sync.desired(members, c.revokedCopy())
 }
 
 // acked credits a child's acknowledgement of a revision.
@@ -379,87 +525,86 @@ func (c *Controller) acked(ctx context.Context, name string, rev int64) {
 	}
 }
 
-// status takes a child's report on deployments. A child speaks only for
-// its own subtree; reports about other clusters are dropped.
-func (c *Controller) status(name string, st *tunnel.Status, log *slog.Logger) {
+// status takes a child's report on its subtree. A child speaks only for
+// its own subtree: reports about other clusters are dropped.
+func (c *Controller) status(ctx context.Context, name string, st *tunnel.Status, log *slog.Logger) {
+	if st.Reset || st.Sync || len(st.Clusters) > 0 || len(st.Removed) > 0 {
+		c.applyClusters(name, st, log)
+	}
+	if len(st.Revoked) > 0 {
+		c.Revoke(ctx, st.Revoked)
+	}
 	for _, d := range st.Deployments {
 		if d.Cluster != name {
-			log.Warn("dropped status for a cluster outside the child's subtree", "about", d.Cluster)
-			continue
+			c.mu.Lock()
+			via, _, ok := c.ownerLocked(d.Cluster)
+			c.mu.Unlock()
+			if !ok || via != name {
+				log.Warn("dropped status for a cluster outside the child's subtree", "about", d.Cluster)
+				continue
+			}
 		}
 		switch d.Phase {
-		case "Received", "Applied", "Failed":
+		case "Delivered", "Received", "Applied", "Failed":
 		default:
 			log.Warn("dropped status with an unknown phase", "phase", d.Phase)
 			continue
 		}
-		c.sync.record(d.Namespace+"/"+d.Name, name, clusterState{Phase: d.Phase, Revision: d.Revision, Message: d.Message})
+		c.sync.record(d.Namespace+"/"+d.Name, d.Cluster, clusterState{Phase: d.Phase, Revision: d.Revision, Message: d.Message})
 	}
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
 
-// attach makes conn the cluster's tunnel, closing an older one.
-func (c *Controller) attach(name string, conn *quic.Conn) {
+// detach forgets a session and, if it was the cluster's tunnel, marks the
+// cluster Disconnected, or Revoked. A visitor's EdgeCluster goes: it
+// belongs where the cluster enrolled, which reports it again from there.
+func (c *Controller) detach(s *session, visitor bool) {
 	c.mu.Lock()
-	old := c.conns[name]
-	c.conns[name] = conn
-	c.mu.Unlock()
-	if old != nil {
-		old.CloseWithError(codeReplaced, "replaced by a newer connection")
-	}
-}
-
-// detach forgets conn and, if it was the cluster's tunnel and the cluster
-// still exists, marks it Disconnected.
-func (c *Controller) detach(name string, conn *quic.Conn) {
-	c.mu.Lock()
-	current := c.conns[name] == conn
+	current := c.children[s.name] == s
 	if current {
-		delete(c.conns, name)
+		delete(c.children, s.name)
 	}
+	revoked := c.revokedLocked(s.name, s.cert)
 	c.mu.Unlock()
-	conn.CloseWithError(codeNormal, "")
-	if current {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.registry.setStatus(ctx, name, map[string]any{"phase": "Disconnected"}); err != nil && !apierrors.IsNotFound(err) {
-			c.cfg.Log.Warn("status", "cluster", name, "err", err)
-		}
+	s.conn.CloseWithError(codeNormal, "")
+	if !current {
+		return
+	}
+	if s.serves != "" {
+		c.welcomeAll()
+	}
+	c.childGone(s.name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	switch {
+	case visitor && !revoked:
+		c.forget(s.name)
+		err = c.registry.delete(ctx, s.name)
+	case revoked:
+		err = c.registry.setStatus(ctx, s.name, map[string]any{"phase": "Revoked"})
+	default:
+		err = c.registry.setStatus(ctx, s.name, map[string]any{"phase": "Disconnected"})
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		c.cfg.Log.Warn("status", "cluster", s.name, "err", err)
 	}
 }
 
-// watchRemovals closes the tunnel of every cluster whose EdgeCluster is
-// deleted: deletion revokes.
-func (c *Controller) watchRemovals(ctx context.Context) {
-	for ctx.Err() == nil {
-		w, err := c.registry.client.Watch(ctx, metav1.ListOptions{})
-		if err != nil {
-			c.cfg.Log.Warn("watch EdgeClusters", "err", err)
-			backoff.Sleep(ctx, time.Second)
-			continue
-		}
-		for ev := range w.ResultChan() {
-			if ev.Type != watch.Deleted {
-				continue
-			}
-			if obj, ok := ev.Object.(interface{ GetName() string }); ok {
-				c.revoke(obj.GetName())
-			}
-		}
-		w.Stop()
-	}
-}
-
-func (c *Controller) revoke(name string) {
+// deleted handles the deletion of an EdgeCluster: unless this level
+// deleted it for a cluster that left, it revokes the cluster.
+func (c *Controller) deleted(name string) {
 	c.mu.Lock()
-	conn := c.conns[name]
-	delete(c.conns, name)
+	ours := c.forgetting[name]
+	delete(c.forgetting, name)
 	c.mu.Unlock()
-	if conn != nil {
-		c.cfg.Log.Info("revoked: closing tunnel", "cluster", name)
-		conn.CloseWithError(codeRevoked, "cluster "+name+" was deleted")
+	if ours {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.Revoke(ctx, map[string]time.Time{name: time.Now()})
 }
 
 var errNoName = errors.New("no cluster name: ask for one in enroll.yaml or use a token with --name-prefix")

@@ -4,42 +4,204 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"regexp"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/ote-edge/ote/appliance/backoff"
 
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
-// registry keeps the EdgeCluster objects of this level.
+// registry keeps the EdgeCluster objects of this level: it writes them
+// and mirrors them in memory (list, then watch), so that routing and
+// reports read no API. Every cluster of this level's subtree has one: the
+// direct children and, reported from below, the clusters beneath them.
 type registry struct {
 	client dynamic.NamespaceableResourceInterface
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*ecEntry
+	synced  chan struct{} // closed after the first list
+	// onChange is called, without the lock, after every change; onDelete
+	// with the name of every deleted object.
+	onChange func()
+	onDelete func(name string)
 }
 
-func (r *registry) create(ctx context.Context, name string, tags map[string]string, notAfter time.Time) error {
+// ecEntry is what the registry mirrors of one EdgeCluster.
+type ecEntry struct {
+	labels       map[string]string
+	parent       string // spec.parent: empty for a direct child
+	phase        string
+	nextHop      string
+	agentVersion string
+	lastSeen     time.Time
+	notAfter     time.Time
+	visitor      bool // enrolled elsewhere in the tree; forgotten when it leaves
+}
+
+// visitorAnnotation marks the EdgeCluster of a child enrolled elsewhere in
+// the tree that connected here, after a failover.
+const visitorAnnotation = crds.Group + "/visitor"
+
+func newRegistry(client dynamic.Interface, log *slog.Logger) *registry {
+	return &registry{
+		client: client.Resource(crds.EdgeClusters), log: log,
+		entries: map[string]*ecEntry{}, synced: make(chan struct{}),
+		onChange: func() {}, onDelete: func(string) {},
+	}
+}
+
+// watch mirrors the EdgeClusters until ctx ends.
+func (r *registry) watch(ctx context.Context) {
+	first := true
+	for ctx.Err() == nil {
+		list, err := r.client.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			r.log.Warn("list EdgeClusters", "err", err)
+			backoff.Sleep(ctx, time.Second)
+			continue
+		}
+		fresh := make(map[string]*ecEntry, len(list.Items))
+		for i := range list.Items {
+			fresh[list.Items[i].GetName()] = parseEntry(&list.Items[i])
+		}
+		r.mu.Lock()
+		var gone []string
+		for name := range r.entries {
+			if _, ok := fresh[name]; !ok {
+				gone = append(gone, name)
+			}
+		}
+		r.entries = fresh
+		r.mu.Unlock()
+		if first {
+			close(r.synced)
+			first = false
+		}
+		for _, name := range gone {
+			r.onDelete(name)
+		}
+		r.onChange()
+		w, err := r.client.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
+		if err != nil {
+			continue
+		}
+		for ev := range w.ResultChan() {
+			obj, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				break // an error event: list again
+			}
+			name := obj.GetName()
+			r.mu.Lock()
+			if ev.Type == watch.Deleted {
+				delete(r.entries, name)
+			} else {
+				r.entries[name] = parseEntry(obj)
+			}
+			r.mu.Unlock()
+			if ev.Type == watch.Deleted {
+				r.onDelete(name)
+			}
+			r.onChange()
+		}
+		w.Stop()
+	}
+}
+
+func parseEntry(obj *unstructured.Unstructured) *ecEntry {
+	e := &ecEntry{labels: obj.GetLabels(), visitor: obj.GetAnnotations()[visitorAnnotation] == "true"}
+	e.parent, _, _ = unstructured.NestedString(obj.Object, "spec", "parent")
+	e.phase, _, _ = unstructured.NestedString(obj.Object, "status", "phase")
+	e.nextHop, _, _ = unstructured.NestedString(obj.Object, "status", "nextHop")
+	e.agentVersion, _, _ = unstructured.NestedString(obj.Object, "status", "agentVersion")
+	ts := func(field string) time.Time {
+		s, _, _ := unstructured.NestedString(obj.Object, "status", field)
+		t, _ := time.Parse(time.RFC3339, s)
+		return t
+	}
+	e.lastSeen, e.notAfter = ts("lastSeen"), ts("certificateNotAfter")
+	return e
+}
+
+// get returns a copy of a cluster's entry.
+func (r *registry) get(name string) (ecEntry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.entries[name]
+	if !ok {
+		return ecEntry{}, false
+	}
+	return *e, true
+}
+
+// labels returns a cluster's tags, nil for an unknown cluster.
+func (r *registry) labels(name string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.entries[name]; ok {
+		return e.labels
+	}
+	return nil
+}
+
+// each calls f for every entry, under the lock.
+func (r *registry) each(f func(name string, e *ecEntry)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for n, e := range r.entries {
+		f(n, e)
+	}
+}
+
+// newObject is an EdgeCluster to create.
+func newObject(name string, tags map[string]string, parent string, visitor bool) *unstructured.Unstructured {
 	labels := map[string]any{}
 	for k, v := range tags {
 		labels[k] = v
 	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
+	meta := map[string]any{"name": name, "labels": labels}
+	if visitor {
+		meta["annotations"] = map[string]any{visitorAnnotation: "true"}
+	}
+	spec := map[string]any{}
+	if parent != "" {
+		spec["parent"] = parent
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": crds.Group + "/" + crds.Version,
 		"kind":       "EdgeCluster",
-		"metadata":   map[string]any{"name": name, "labels": labels},
-		"spec":       map[string]any{},
+		"metadata":   meta,
+		"spec":       spec,
 	}}
+}
+
+// create registers a cluster with its first status.
+func (r *registry) create(ctx context.Context, obj *unstructured.Unstructured, status map[string]any) error {
 	if _, err := r.client.Create(ctx, obj, metav1.CreateOptions{FieldManager: crds.FieldManager}); err != nil {
 		return err
 	}
-	return r.setStatus(ctx, name, map[string]any{
-		"phase": "Pending", "certificateNotAfter": notAfter.UTC().Format(time.RFC3339), "subtreeSize": 1,
-	})
+	return r.setStatus(ctx, obj.GetName(), status)
+}
+
+func (r *registry) delete(ctx context.Context, name string) error {
+	err := r.client.Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 func (r *registry) exists(ctx context.Context, name string) (bool, error) {
@@ -57,6 +219,16 @@ func (r *registry) setStatus(ctx context.Context, name string, fields map[string
 		return err
 	}
 	_, err = r.client.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: crds.FieldManager}, "status")
+	return err
+}
+
+// setSpec merges fields into the EdgeCluster's spec.
+func (r *registry) setSpec(ctx context.Context, name string, fields map[string]any) error {
+	patch, err := json.Marshal(map[string]any{"spec": fields})
+	if err != nil {
+		return err
+	}
+	_, err = r.client.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: crds.FieldManager})
 	return err
 }
 
@@ -82,22 +254,8 @@ func clusterName(req *tunnel.EnrollRequest, rec enrollment.Record) (string, erro
 	return name, nil
 }
 
-// list returns every registered cluster with its tags.
-func (r *registry) list(ctx context.Context) (map[string]map[string]string, error) {
-	l, err := r.client.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]map[string]string, len(l.Items))
-	for i := range l.Items {
-		out[l.Items[i].GetName()] = l.Items[i].GetLabels()
-	}
-	return out, nil
-}
-
 // desiredMark is what the registry keeps of a cluster's desired set.
 type desiredMark struct {
-	tags     map[string]string
 	revision int64
 	hash     string
 }
@@ -109,16 +267,5 @@ func (r *registry) desiredMark(ctx context.Context, name string) (desiredMark, e
 	}
 	rev, _, _ := unstructured.NestedInt64(obj.Object, "status", "desiredRevision")
 	hash, _, _ := unstructured.NestedString(obj.Object, "status", "desiredHash")
-	return desiredMark{tags: obj.GetLabels(), revision: rev, hash: hash}, nil
-}
-
-// tags returns a cluster's tags from the API server's cache: a consistent
-// read would wait for the cache to catch up, which on kine takes about a
-// second, and tags may lag a moment without harm.
-func (r *registry) tags(ctx context.Context, name string) (map[string]string, error) {
-	obj, err := r.client.Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
-	if err != nil {
-		return nil, err
-	}
-	return obj.GetLabels(), nil
+	return desiredMark{revision: rev, hash: hash}, nil
 }

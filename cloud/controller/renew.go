@@ -30,8 +30,9 @@ func (w *writer) send(m tunnel.Message) error {
 }
 
 // renew answers a connected child's request for a fresh certificate.
-func (c *Controller) renew(ctx context.Context, name string, req *tunnel.Renew, log *slog.Logger) *tunnel.Renewed {
-	certPEM, notAfter, err := c.issueFor(name, req.CSR)
+// A level's certificate is renewed as a CA again.
+func (c *Controller) renew(ctx context.Context, name string, level bool, req *tunnel.Renew, log *slog.Logger) *tunnel.Renewed {
+	certPEM, notAfter, err := c.issueFor(name, level, req.CSR)
 	if err != nil {
 		log.Warn("renewal refused", "err", err)
 		return &tunnel.Renewed{Error: err.Error()}
@@ -42,7 +43,7 @@ func (c *Controller) renew(ctx context.Context, name string, req *tunnel.Renew, 
 }
 
 // issueFor signs a CSR for the named cluster.
-func (c *Controller) issueFor(name string, csrDER []byte) ([]byte, time.Time, error) {
+func (c *Controller) issueFor(name string, level bool, csrDER []byte) ([]byte, time.Time, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err == nil {
 		err = csr.CheckSignature()
@@ -50,7 +51,7 @@ func (c *Controller) issueFor(name string, csrDER []byte) ([]byte, time.Time, er
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("bad certificate request: %w", err)
 	}
-	certPEM, _, err := c.cfg.CA.Issue(pki.Request{CommonName: name, Client: true, Validity: c.cfg.CertValidity, PublicKey: csr.PublicKey})
+	certPEM, _, err := c.ca.Load().Issue(pki.Request{CommonName: name, Client: true, CA: level, Validity: c.cfg.CertValidity, PublicKey: csr.PublicKey})
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -65,14 +66,17 @@ func (c *Controller) issueFor(name string, csrDER []byte) ([]byte, time.Time, er
 // proves it holds the old key, its expiry is within the grace period, and
 // the cluster was not revoked (its EdgeCluster still exists).
 func (c *Controller) renewExpired(ctx context.Context, req *tunnel.EnrollRequest, refuse func(string, ...any) *tunnel.EnrollResponse) *tunnel.EnrollResponse {
-	old, err := pki.ParseCert(req.OldCert)
+	chain, err := pki.ParseChain(req.OldCert)
 	if err != nil {
 		return refuse("old certificate: %v", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(c.cfg.CA.Cert)
+	old, inter := chain[0], x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	ca := c.ca.Load()
 	// Verify as of just before expiry: expiry is what this path forgives.
-	if _, err := old.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: old.NotAfter.Add(-time.Second), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := old.Verify(x509.VerifyOptions{Roots: ca.Pool(), Intermediates: inter, CurrentTime: old.NotAfter.Add(-time.Second), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return refuse("old certificate is not from this tree: %v", err)
 	}
 	if time.Now().After(old.NotAfter.Add(c.cfg.RenewGrace)) {
@@ -84,14 +88,21 @@ func (c *Controller) renewExpired(ctx context.Context, req *tunnel.EnrollRequest
 		return refuse("no proof of the old certificate's key")
 	}
 	name := old.Subject.CommonName
-	if ok, err := c.registry.exists(ctx, name); err != nil || !ok {
+	c.mu.Lock()
+	revoked := c.revokedLocked(name, old)
+	c.mu.Unlock()
+	if revoked {
+		return refuse("cluster %s was revoked", name)
+	}
+	// Enrolled here and no longer registered: deleted.
+	if ok, err := c.registry.exists(ctx, name); err != nil || (!ok && old.CheckSignatureFrom(ca.Cert) == nil) {
 		return refuse("cluster %s is not registered (deleted or revoked)", name)
 	}
-	certPEM, notAfter, err := c.issueFor(name, req.CSR)
+	certPEM, notAfter, err := c.issueFor(name, old.IsCA, req.CSR)
 	if err != nil {
 		return refuse("%v", err)
 	}
 	c.registry.setStatus(ctx, name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
 	c.cfg.Log.Info("expired certificate renewed", "cluster", name, "expired", old.NotAfter)
-	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: c.cfg.CA.CertPEM}
+	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: ca.RootPEM}
 }

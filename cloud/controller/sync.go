@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -28,7 +26,15 @@ type deployment struct {
 	namespace, name string
 	sel             *selector.Selector
 	manifests       []json.RawMessage
+	// inherited deployments came from this level's parent, their targets
+	// resolved there: their state on each target is reported up.
+	inherited bool
+	targets   []string
 }
+
+// InheritedLabel marks a ClusterDeployment that a level holds for its
+// parent; its value is the parent's name.
+const InheritedLabel = crds.Group + "/inherited-from"
 
 func (d *deployment) key() string { return d.namespace + "/" + d.name }
 
@@ -52,6 +58,8 @@ type syncer struct {
 	changed chan struct{} // closed and replaced at every change
 	states  map[string]map[string]clusterState
 	dirty   map[string]bool
+	// onRecord is called, without the lock, when a state changes.
+	onRecord func()
 }
 
 func newSyncer(client dynamic.Interface, log *slog.Logger) *syncer {
@@ -59,6 +67,7 @@ func newSyncer(client dynamic.Interface, log *slog.Logger) *syncer {
 		client: client.Resource(crds.ClusterDeployments), log: log,
 		deps: map[string]*deployment{}, changed: make(chan struct{}),
 		states: map[string]map[string]clusterState{}, dirty: map[string]bool{},
+		onRecord: func() {},
 	}
 }
 
@@ -104,6 +113,7 @@ func (s *syncer) watch(ctx context.Context) {
 			}
 			s.notifyLocked()
 			s.mu.Unlock()
+			s.onRecord()
 		}
 		w.Stop()
 	}
@@ -125,7 +135,18 @@ func (s *syncer) parse(obj *unstructured.Unstructured) *deployment {
 		s.log.Warn("ClusterDeployment selector", "deployment", obj.GetNamespace()+"/"+obj.GetName(), "err", err)
 		return nil
 	}
-	return &deployment{namespace: obj.GetNamespace(), name: obj.GetName(), sel: sel, manifests: parsed.Manifests}
+	d := &deployment{namespace: obj.GetNamespace(), name: obj.GetName(), sel: sel, manifests: parsed.Manifests}
+	if _, ok := obj.GetLabels()[InheritedLabel]; ok {
+		d.inherited, d.targets = true, parsed.ClusterSelector.Names
+	}
+	return d
+}
+
+// notify wakes the child sessions: their sets may have changed.
+func (s *syncer) notify() {
+	s.mu.Lock()
+	s.notifyLocked()
+	s.mu.Unlock()
 }
 
 func (s *syncer) notifyLocked() {
@@ -133,9 +154,10 @@ func (s *syncer) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
-// desired returns the child's desired set, its content hash, and a
-// channel closed at the next change.
-func (s *syncer) desired(cluster string, tags map[string]string) ([]tunnel.Deployment, string, <-chan struct{}) {
+// desired returns the desired set of a child whose subtree holds members
+// (cluster names with their tags), its content hash, and a channel closed
+// at the next change.
+func (s *syncer) desired(members map[string]map[string]string, revoked map[string]time.Time) ([]tunnel.Deployment, string, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.deps))
@@ -143,16 +165,57 @@ func (s *syncer) desired(cluster string, tags map[string]string) ([]tunnel.Deplo
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	names := make([]string, 0, len(members))
+	for n := range members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	out := []tunnel.Deployment{}
 	for _, k := range keys {
 		d := s.deps[k]
-		if d.sel.Matches(cluster, tags) {
-			out = append(out, tunnel.Deployment{Namespace: d.namespace, Name: d.name, Targets: []string{cluster}, Manifests: d.manifests})
+		var targets []string
+		for _, n := range names {
+			if d.sel.Matches(n, members[n]) {
+				targets = append(targets, n)
+			}
+		}
+		if len(targets) > 0 {
+			out = append(out, tunnel.Deployment{Namespace: d.namespace, Name: d.name, Targets: targets, Manifests: d.manifests})
 		}
 	}
-	b, _ := json.Marshal(out)
-	sum := sha256.Sum256(b)
-	return out, hex.EncodeToString(sum[:]), s.changed
+	return out, tunnel.DesiredHash(out, revoked), s.changed
+}
+
+// inheritedStates is the state of every deployment from the parent on
+// each of its targets: self, this level itself, holds what it receives.
+func (s *syncer) inheritedStates(self string) []tunnel.DeploymentStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []tunnel.DeploymentStatus
+	for key, d := range s.deps {
+		if !d.inherited {
+			continue
+		}
+		for _, t := range d.targets {
+			ds := tunnel.DeploymentStatus{Namespace: d.namespace, Name: d.name, Cluster: t}
+			if st, ok := s.states[key][t]; ok {
+				ds.Phase, ds.Revision, ds.Message = st.Phase, st.Revision, st.Message
+			} else if t == self {
+				ds.Phase = "Received"
+			} else {
+				continue
+			}
+			out = append(out, ds)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Namespace+"/"+a.Name != b.Namespace+"/"+b.Name {
+			return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+		}
+		return a.Cluster < b.Cluster
+	})
+	return out
 }
 
 // record notes a deployment's state on a cluster.
@@ -173,6 +236,10 @@ func (s *syncer) record(key, cluster string, st clusterState) {
 	st.Since = time.Now().UTC()
 	m[cluster] = st
 	s.dirty[key] = true
+	if s.deps[key].inherited {
+		// Runs before the deferred unlock; onRecord takes only its own lock.
+		defer s.onRecord()
+	}
 }
 
 // maxClustersInStatus bounds status.clusters; the counts cover all.
@@ -211,11 +278,8 @@ func (s *syncer) flush(ctx context.Context, reg *registry, interval time.Duratio
 		s.dirty = map[string]bool{}
 		s.mu.Unlock()
 
-		clusters, err := reg.list(ctx)
-		if err != nil {
-			s.log.Warn("list EdgeClusters", "err", err)
-			continue
-		}
+		clusters := map[string]map[string]string{}
+		reg.each(func(name string, e *ecEntry) { clusters[name] = e.labels })
 		for _, j := range jobs {
 			if err := s.writeStatus(ctx, j.d, j.states, clusters); err != nil {
 				s.log.Warn("ClusterDeployment status", "deployment", j.d.key(), "err", err)

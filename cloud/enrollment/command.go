@@ -62,6 +62,7 @@ func create(ctx context.Context, args []string, w io.Writer) error {
 	fs.DurationVar(&opts.TTL, "ttl", 24*time.Hour, "how long the token is valid (0: forever)")
 	fs.IntVar(&opts.Uses, "uses", 1, "how many boxes may enroll with it (0: unlimited)")
 	fs.StringVar(&opts.NamePrefix, "name-prefix", "", "name enrolled clusters `P`-<device id> unless they ask for a name")
+	fs.BoolVar(&opts.Level, "level", false, "the token enrolls a lower level of the tree (ote-cloud serve --parent) instead of a box")
 	enrollYAML := fs.Bool("enroll-yaml", false, "print a ready enroll.yaml for a box's boot partition")
 	server := fs.String("server", "", "`HOST:PORT` the boxes dial (for --enroll-yaml)")
 	if err := multicall.Parse(fs, args, 0); err != nil {

@@ -40,6 +40,9 @@ type Options struct {
 	TTL        time.Duration     // 0: no expiry
 	Uses       int               // 0: unlimited
 	NamePrefix string            // enrolled clusters are named <prefix>-<device id> unless they ask for a name
+	// Level lets the token enroll a lower level of the tree (an
+	// ote-cloud serve --parent), which gets an intermediate CA.
+	Level bool
 }
 
 // Record is a token as stored, without its secret.
@@ -47,6 +50,7 @@ type Record struct {
 	ID         string            `json:"id"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	NamePrefix string            `json:"namePrefix,omitempty"`
+	Level      bool              `json:"level,omitempty"`
 	Expires    time.Time         `json:"expires,omitzero"`
 	UsesLeft   int               `json:"usesLeft"` // -1: unlimited
 	Created    time.Time         `json:"created"`
@@ -107,7 +111,44 @@ func (s Store) TreeCA(ctx context.Context, create bool) (*pki.CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tree CA: %w", err)
 	}
-	return pki.ParseCA(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
+	root := sec.Data[rootKey]
+	if len(root) == 0 { // the root level: the CA is its own root
+		root = sec.Data[corev1.TLSCertKey]
+	}
+	return pki.ParseIntermediate(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey], root)
+}
+
+// rootKey holds the tree's root certificate in a lower level's CA Secret.
+const rootKey = "ca.crt"
+
+// SaveLevelCA stores a lower level's intermediate CA, given by its parent,
+// as this level's tree CA: what it signs its children's identities with.
+func (s Store) SaveLevelCA(ctx context.Context, ca *pki.CA) error {
+	if err := s.EnsureNamespace(ctx); err != nil {
+		return err
+	}
+	keyPEM, err := pki.EncodeKey(ca.Key)
+	if err != nil {
+		return err
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: caSecretName, Namespace: Namespace, Labels: map[string]string{labelKind: "tree-ca"}},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: ca.Chain, corev1.TLSPrivateKeyKey: keyPEM, rootKey: ca.RootPEM},
+	}
+	secrets := s.Client.CoreV1().Secrets(Namespace)
+	old, err := secrets.Get(ctx, caSecretName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
+	case err == nil:
+		sec.ResourceVersion = old.ResourceVersion
+		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("store the level's CA: %w", err)
+	}
+	return nil
 }
 
 // Create makes a token for the tree CA and stores it.
@@ -123,6 +164,7 @@ func (s Store) Create(ctx context.Context, opts Options) (token.Token, error) {
 		"secret-hash": []byte(token.SecretHash(t.Secret)),
 		"tags":        []byte(encodeTags(opts.Tags)),
 		"name-prefix": []byte(opts.NamePrefix),
+		"level":       []byte(strconv.FormatBool(opts.Level)),
 		"uses-left":   []byte(strconv.Itoa(usesLeft(opts.Uses))),
 		"created":     []byte(now.Format(time.RFC3339)),
 	}
@@ -217,6 +259,7 @@ func record(sec *corev1.Secret) (Record, error) {
 		ID:         string(sec.Data["token-id"]),
 		Tags:       decodeTags(string(sec.Data["tags"])),
 		NamePrefix: string(sec.Data["name-prefix"]),
+		Level:      string(sec.Data["level"]) == "true",
 	}
 	var err error
 	if r.UsesLeft, err = strconv.Atoi(string(sec.Data["uses-left"])); err != nil {

@@ -22,11 +22,20 @@ import (
 	"time"
 )
 
-// CA signs certificates.
+// CA signs certificates. A tree has one root CA; every level below the
+// root signs with an intermediate CA of its own, issued by its parent, so
+// that an identity from any level verifies against the root everywhere.
 type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
 	Key     crypto.Signer
+	// Chain is the PEM of Cert and the intermediates above it, the root
+	// excluded: what goes after every certificate this CA issues. Empty
+	// for a root.
+	Chain []byte
+	// Root is the tree's root certificate; Cert itself for a root.
+	Root    *x509.Certificate
+	RootPEM []byte
 }
 
 // caValidity is long: a box must not lose its tree because a CA expired.
@@ -82,7 +91,8 @@ func NewCA(commonName string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: key}, nil
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return &CA{Cert: cert, CertPEM: certPEM, Key: key, Root: cert, RootPEM: certPEM}, nil
 }
 
 // LoadCA reads a CA certificate and key from PEM files.
@@ -102,12 +112,25 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	return ca, nil
 }
 
-// ParseCA decodes a CA certificate and its key from PEM.
+// ParseCA decodes a root CA certificate and its key from PEM.
 func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
-	cert, err := ParseCert(certPEM)
+	return ParseIntermediate(certPEM, keyPEM, certPEM)
+}
+
+// ParseIntermediate decodes a level's CA: chainPEM holds its certificate
+// first, then any intermediates above it; rootPEM is the tree's root. It
+// checks that the key matches and that the chain leads to the root. Given
+// the same certificate as chain and root, it is a root CA.
+func ParseIntermediate(chainPEM, keyPEM, rootPEM []byte) (*CA, error) {
+	chain, err := ParseChain(chainPEM)
 	if err != nil {
 		return nil, err
 	}
+	root, err := ParseCert(rootPEM)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	cert := chain[0]
 	if !cert.IsCA {
 		return nil, errors.New("certificate is not a CA")
 	}
@@ -115,12 +138,44 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
+	if !publicKeyMatches(cert.PublicKey, key.Public()) {
+		return nil, errors.New("the key does not belong to the CA certificate")
+	}
+	ca := &CA{Cert: cert, CertPEM: EncodeCerts(chain[:1]), Key: key, Root: root, RootPEM: EncodeCerts([]*x509.Certificate{root})}
+	if cert.Equal(root) {
+		return ca, nil
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root)
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("CA does not lead to the tree's root: %w", err)
+	}
+	ca.Chain = EncodeCerts(chain)
+	return ca, nil
 }
 
-// Hash is the SHA-256 of the CA certificate: what an enrollment token
-// carries so that a box can pin its tree's CA.
-func (ca *CA) Hash() [32]byte { return Hash(ca.Cert) }
+func publicKeyMatches(a, b crypto.PublicKey) bool {
+	ka, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ka.Equal(b)
+}
+
+// IsRoot says whether ca is its tree's root.
+func (ca *CA) IsRoot() bool { return ca.Cert.Equal(ca.Root) }
+
+// Pool is a pool holding the tree's root: what every level verifies
+// client certificates against.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Root)
+	return p
+}
+
+// Hash is the SHA-256 of the tree's root certificate: what an enrollment
+// token carries so that a box can pin its tree, whichever level enrolls it.
+func (ca *CA) Hash() [32]byte { return Hash(ca.Root) }
 
 // Hash is the SHA-256 of a certificate's DER encoding.
 func Hash(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
@@ -137,10 +192,14 @@ type Request struct {
 	// PublicKey, when set, is certified (from a CSR); otherwise Issue
 	// generates a key and returns it.
 	PublicKey crypto.PublicKey
+	// CA makes the certificate a level's intermediate CA, which may also
+	// serve and connect as that level.
+	CA bool
 }
 
-// Issue signs a certificate for req and returns it, with the new key's
-// PEM when Issue generated the key.
+// Issue signs a certificate for req and returns it, followed by ca.Chain,
+// with the new key's PEM when Issue generated the key. No certificate
+// outlives the CA that signs it: its validity is cut to the CA's.
 func (ca *CA) Issue(req Request) (certPEM, keyPEM []byte, err error) {
 	pub := req.PublicKey
 	if pub == nil {
@@ -157,14 +216,23 @@ func (ca *CA) Issue(req Request) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, errors.New("pki: a validity is required")
 	}
 	now := time.Now()
+	notAfter := now.Add(req.Validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
 		DNSNames:     req.DNSNames,
 		IPAddresses:  req.IPs,
 		NotBefore:    now.Add(-5 * time.Minute), // clocks of small boxes drift
-		NotAfter:     now.Add(req.Validity),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	if req.CA {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		req.Server, req.Client = true, true
 	}
 	if req.Server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
@@ -176,7 +244,7 @@ func (ca *CA) Issue(req Request) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: sign %q: %w", req.CommonName, err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.Chain...), keyPEM, nil
 }
 
 // IssueFiles writes dir/name.crt and dir/name.key for req unless a
@@ -233,6 +301,39 @@ func ParseCert(b []byte) (*x509.Certificate, error) {
 		return nil, errors.New("no PEM certificate")
 	}
 	return x509.ParseCertificate(blk.Bytes)
+}
+
+// ParseChain decodes every certificate of a PEM bundle, in order.
+func ParseChain(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
+}
+
+// EncodeCerts encodes certificates as one PEM bundle.
+func EncodeCerts(certs []*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
 }
 
 // WriteFileAtomic writes data to a temporary file in path's directory,

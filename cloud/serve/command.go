@@ -25,11 +25,19 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Listen, "listen", ":7443", "UDP `ADDR` of the QUIC tunnel for children")
 	fs.StringVar(&cfg.Name, "name", "root", "this level's `NAME`, given to children as their parent")
 	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "how long the identities of enrolled clusters last; they renew at 2/3 of it")
+	fs.StringVar(&cfg.EnrollFile, "enroll-file", "", "join a higher level as a lower level of its tree, with the enroll.yaml in `FILE` (a token made with --level)")
+	fs.StringVar(&cfg.Parent, "parent", "", "`HOST:PORT` of the higher level's tunnel (default: the server in --enroll-file)")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "`HOST:PORT` where this level's tunnel is reached, for other levels' children (default: --listen when it names a host)")
+	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
+	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if (cfg.DataDir == "") == (cfg.Kubeconfig == "") {
 		return fmt.Errorf("%w: give exactly one of --data-dir and --kubeconfig", multicall.ErrUsage)
+	}
+	if cfg.Parent != "" && cfg.EnrollFile == "" {
+		return fmt.Errorf("%w: --parent needs --enroll-file with a token for that level", multicall.ErrUsage)
 	}
 	// kine logs through logrus; keep its per-start chatter out of the way.
 	logrus.SetLevel(logrus.WarnLevel)

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -41,6 +42,9 @@ import (
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/tunnel"
+	"github.com/ote-edge/ote/cloud/uplink"
+	"github.com/ote-edge/ote/cross/buildinfo"
 )
 
 // Config configures Run.
@@ -61,8 +65,21 @@ type Config struct {
 	Name string
 	// CertValidity is how long the identities this level issues last.
 	CertValidity time.Duration
-	Log          *slog.Logger
-	Console      io.Writer // the API server's output; nil discards
+	// EnrollFile makes this a lower level of a tree: the enroll.yaml with
+	// the token (made with --level) that joins it to Parent, or to the
+	// file's server when Parent is empty. The level takes its name from
+	// the identity it gets.
+	EnrollFile string
+	Parent     string
+	// Advertise is where this level's tunnel is reached, told to the
+	// parent for the alternates of other levels' children; default: the
+	// bound address when it names a host.
+	Advertise string
+	// FailoverAfter and ReturnEvery tune the level's own uplink (see
+	// uplink.Config).
+	FailoverAfter, ReturnEvery time.Duration
+	Log                        *slog.Logger
+	Console                    io.Writer // the API server's output; nil discards
 	// Ready, if set, is called once the API serves OTE's CRDs and the
 	// tunnel listens, with the kubeconfig's path and the tunnel's address.
 	Ready func(kubeconfig, tunnel string)
@@ -83,22 +100,46 @@ func Run(ctx context.Context, cfg Config) error {
 	return runEmbedded(ctx, cfg)
 }
 
-// serveTree installs the CRDs and the tree CA in the cluster behind rc and
-// runs the cluster controller until ctx ends.
+// serveTree installs the CRDs in the cluster behind rc, gets the tree CA
+// (created at the root, given by the parent at a lower level), and runs
+// the cluster controller, and a lower level's uplink, until ctx ends.
 func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig string) error {
 	// client-go's default of 5 requests per second (burst 10) puts a
 	// 200ms step into every delivery once a few children are busy: a
 	// controller of a level talks to its API server far more than that.
 	rc.QPS, rc.Burst = 500, 1000
-	ca, dyn, cs, err := installCRDs(ctx, rc, cfg)
+	dyn, cs, err := installCRDs(ctx, rc, cfg)
 	if err != nil {
 		return err
 	}
+	tokens := enrollment.Store{Client: cs}
+	var level *levelStore
+	var up uplink.Config
+	var ca *pki.CA
+	if cfg.EnrollFile != "" {
+		level = &levelStore{cs: cs, dyn: dyn, log: cfg.Log}
+		up = uplink.Config{
+			EnrollFile: cfg.EnrollFile, Server: cfg.Parent, AgentVersion: buildinfo.Version(),
+			Store: level, Log: cfg.Log.With("uplink", true), Level: true,
+			FailoverAfter: cfg.FailoverAfter, ReturnEvery: cfg.ReturnEvery,
+		}
+		id, err := uplink.Enroll(ctx, up)
+		if err != nil {
+			return nil // ctx ended
+		}
+		if ca, err = levelCA(ctx, tokens, id); err != nil {
+			return err
+		}
+		cfg.Name = id.Cluster
+	} else if ca, err = tokens.TreeCA(ctx, true); err != nil {
+		return err
+	}
+	cfg.Log.Info("tree CA ready", "root", ca.IsRoot())
 	if cfg.Listen == "" {
 		cfg.Listen = ":7443"
 	}
 	ctl, err := controller.Listen(controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: enrollment.Store{Client: cs}, Dynamic: dyn, Log: cfg.Log,
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
 		CertValidity: cfg.CertValidity,
 	})
 	if err != nil {
@@ -106,7 +147,56 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	}
 	cfg.Log.Info("tunnel listening", "addr", ctl.Addr().String())
 	cfg.ready(kubeconfig, ctl.Addr().String())
-	return ctl.Run(ctx)
+	if level == nil {
+		return ctl.Run(ctx)
+	}
+	level.setController(ctl)
+	up.Source = ctl
+	up.Serves = advertised(cfg.Advertise, ctl.Addr())
+	up.OnWelcome = func(server string, w *tunnel.Welcome) {
+		level.welcomed(w.Parent)
+		ctl.SetUpstream(server, w.Siblings)
+	}
+	up.OnIdentity = func(id uplink.Identity) {
+		ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ca, err := levelCA(ictx, tokens, id)
+		if err == nil {
+			err = ctl.SetCA(ca)
+		}
+		if err != nil {
+			cfg.Log.Error("renewed level CA", "err", err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { uplink.Run(ctx, up) })
+	err = ctl.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// levelCA makes a level's identity its CA and stores it as its tree CA,
+// for tokens and for the controller.
+func levelCA(ctx context.Context, tokens enrollment.Store, id uplink.Identity) (*pki.CA, error) {
+	ca, err := pki.ParseIntermediate(id.Cert, id.Key, id.CA)
+	if err != nil {
+		return nil, fmt.Errorf("the level's identity is not a CA (was its token made with --level?): %w", err)
+	}
+	if err := tokens.SaveLevelCA(ctx, ca); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// advertised is where children of other levels reach this one.
+func advertised(given string, bound net.Addr) string {
+	if given != "" {
+		return given
+	}
+	if u, ok := bound.(*net.UDPAddr); ok && !u.IP.IsUnspecified() {
+		return u.String()
+	}
+	return ""
 }
 
 func (cfg Config) ready(kubeconfig, tunnel string) {
@@ -115,28 +205,28 @@ func (cfg Config) ready(kubeconfig, tunnel string) {
 	}
 }
 
-func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) (*pki.CA, dynamic.Interface, kubernetes.Interface, error) {
+func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) (dynamic.Interface, kubernetes.Interface, error) {
 	client, err := dynamic.NewForConfig(rc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := crds.Install(ictx, client); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	// The tree's root of trust lives in the cluster, created at first start.
-	ca, err := (enrollment.Store{Client: cs}).TreeCA(ictx, true)
-	if err != nil {
-		return nil, nil, nil, err
+	if err := (enrollment.Store{Client: cs}).EnsureNamespace(ictx); err != nil {
+		return nil, nil, err
 	}
-	cfg.Log.Info("CRDs installed, tree CA ready")
-	return ca, client, cs, nil
+	cfg.Log.Info("CRDs installed")
+	return client, cs, nil
 }
+
+var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
 func runEmbedded(ctx context.Context, cfg Config) error {
 	if cfg.DataDir == "" {

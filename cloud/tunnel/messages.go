@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -18,6 +20,10 @@ type EnrollRequest struct {
 	Tags map[string]string `json:"tags,omitempty"` // desired tags, merged over the token's
 	// DeviceID names the box when it asks for no name.
 	DeviceID string `json:"deviceId"`
+	// Level asks for an intermediate CA: the enrolling cluster is a lower
+	// level of the tree that enrolls children of its own. The token must
+	// allow it.
+	Level bool `json:"level,omitempty"`
 }
 
 // EnrollResponse carries the identity, or why there is none.
@@ -36,21 +42,51 @@ type Hello struct {
 	AgentVersion      string `json:"agentVersion"`
 	// Revision is the revision of desired state the child holds (0: none).
 	Revision int64 `json:"revision"`
+	// Hash is DesiredHash of the set the child holds: a parent that would
+	// send the same set (after a failover, say) sends nothing.
+	Hash string `json:"hash,omitempty"`
+	// Tags are the child's tags, for a parent that did not enroll it.
+	Tags map[string]string `json:"tags,omitempty"`
+	// Serves is the tunnel address a level child serves its own children
+	// on: its parent tells it to the level's siblings' children as an
+	// alternate. Empty for a box.
+	Serves string `json:"serves,omitempty"`
 }
 
-// Welcome answers Hello.
+// Welcome answers Hello, and comes again whenever the alternates change.
 type Welcome struct {
 	CapabilityVersion int    `json:"cap"`
 	Cluster           string `json:"cluster"` // as the parent knows the child
 	Parent            string `json:"parent"`
-	// Alternates are other parents to try when this one is lost.
+	// Alternates are other parents to try when this one is lost, best
+	// first: the parent's sibling levels, then its own parent.
 	Alternates []string `json:"alternates,omitempty"`
+	// Siblings are where the parent's other level children serve: a
+	// level child's own children take them as alternates.
+	Siblings []string `json:"siblings,omitempty"`
 }
 
 // Desired is the desired set for the child's subtree at a revision.
 type Desired struct {
 	Revision    int64        `json:"revision"`
 	Deployments []Deployment `json:"deployments"`
+	// Revoked are the tree's revoked clusters with when each was revoked:
+	// certificates issued before then are refused at every level.
+	Revoked map[string]time.Time `json:"revoked,omitempty"`
+}
+
+// DesiredHash identifies a desired set by content. Both ends compute it
+// over the same encoding.
+func DesiredHash(deps []Deployment, revoked map[string]time.Time) string {
+	if deps == nil {
+		deps = []Deployment{}
+	}
+	b, _ := json.Marshal(struct {
+		D []Deployment         `json:"d"`
+		R map[string]time.Time `json:"r,omitempty"`
+	}{deps, revoked})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Deployment is one ClusterDeployment as it travels down.
@@ -66,17 +102,31 @@ type Ack struct {
 	Revision int64 `json:"revision"`
 }
 
-// Status reports the child's subtree.
+// Status reports the child's subtree as changes to what it reported
+// before on this connection. A report that starts with Reset replaces
+// everything reported before, up to and including the frame with Sync;
+// a long report spans several frames.
 type Status struct {
+	Reset       bool               `json:"reset,omitempty"`
+	Sync        bool               `json:"sync,omitempty"`
 	Clusters    []ClusterStatus    `json:"clusters,omitempty"`
 	Deployments []DeploymentStatus `json:"deployments,omitempty"`
+	// Removed are clusters no longer below the child.
+	Removed []string `json:"removed,omitempty"`
+	// Revoked are revocations made at or below the child.
+	Revoked map[string]time.Time `json:"revoked,omitempty"`
 }
 
-// ClusterStatus is one cluster below the child, or the child itself.
+// ClusterStatus is one cluster below the child (never the child itself).
 type ClusterStatus struct {
-	Name     string            `json:"name"`
-	Tags     map[string]string `json:"tags,omitempty"`
-	LastSeen time.Time         `json:"lastSeen"`
+	Name          string            `json:"name"`
+	Tags          map[string]string `json:"tags,omitempty"`
+	Parent        string            `json:"parent"` // its parent, the child or a level below it
+	Phase         string            `json:"phase"`  // Connected or Disconnected
+	LastSeen      time.Time         `json:"lastSeen,omitzero"`
+	AgentVersion  string            `json:"agentVersion,omitempty"`
+	CertNotBefore time.Time         `json:"certNotBefore,omitzero"`
+	CertNotAfter  time.Time         `json:"certNotAfter,omitzero"`
 }
 
 // DeploymentStatus is a deployment's state on one cluster.
@@ -85,7 +135,7 @@ type DeploymentStatus struct {
 	Name      string `json:"name"`
 	Cluster   string `json:"cluster"`
 	Revision  int64  `json:"revision"`
-	Phase     string `json:"phase"` // Received, Applied, Failed
+	Phase     string `json:"phase"` // Delivered, Received, Applied, Failed
 	Message   string `json:"message,omitempty"`
 }
 

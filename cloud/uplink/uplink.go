@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -39,6 +41,9 @@ type Identity struct {
 	CA      []byte            `json:"ca"`   // PEM of the tree CA
 	Server  string            `json:"server"`
 	Tags    map[string]string `json:"tags,omitempty"`
+	// Alternates are the parents to try when Server is lost, as the
+	// parent last told them.
+	Alternates []string `json:"alternates,omitempty"`
 }
 
 // Phases of the uplink, as reported.
@@ -76,15 +81,43 @@ type Store interface {
 	Report(ctx context.Context, r Report) error
 }
 
+// Source is what a level reports up: its controller's view of the
+// subtree below it, and a channel closed when that changes. A box has
+// none: it reports the deployments it holds.
+type Source interface {
+	Report() (*tunnel.Status, <-chan struct{})
+}
+
 // Config configures Run.
 type Config struct {
-	EnrollFile   string
+	EnrollFile string
+	// Server, when set, is dialled for enrollment instead of the server
+	// in enroll.yaml.
+	Server       string
 	DeviceID     string
 	AgentVersion string
 	Store        Store
 	Log          *slog.Logger
 	// Backoff between attempts; default 1s doubling to 30s, ±20%.
 	Backoff backoff.Backoff
+
+	// Level enrolls a lower level of the tree, which gets an intermediate
+	// CA; Serves is where it serves its own children and Source what it
+	// reports of them.
+	Level  bool
+	Serves string
+	Source Source
+	// OnIdentity is called with every identity kept (enrolled, renewed).
+	OnIdentity func(Identity)
+	// OnWelcome is called with each Welcome and the address it came from.
+	OnWelcome func(server string, w *tunnel.Welcome)
+
+	// FailoverAfter bounds how long the child tries one alternate parent
+	// after losing its own; default 2s.
+	FailoverAfter time.Duration
+	// ReturnEvery is how often a child on an alternate looks for its own
+	// parent, and goes back when it answers; default 10s.
+	ReturnEvery time.Duration
 }
 
 // Run keeps the cluster enrolled and connected until ctx ends.
@@ -95,7 +128,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Backoff.Min == 0 {
 		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
 	}
-	u := &link{cfg: cfg, bo: cfg.Backoff}
+	if cfg.FailoverAfter == 0 {
+		cfg.FailoverAfter = 2 * time.Second
+	}
+	if cfg.ReturnEvery == 0 {
+		cfg.ReturnEvery = 10 * time.Second
+	}
+	u := &link{cfg: cfg, bo: cfg.Backoff, changed: make(chan struct{})}
 	for ctx.Err() == nil {
 		id, ok, err := cfg.Store.Identity(ctx)
 		switch {
@@ -129,6 +168,9 @@ type link struct {
 	cfg  Config
 	bo   backoff.Backoff
 	last Report
+	mu   sync.Mutex
+	// changed is closed and replaced when a box's held deployments change.
+	changed chan struct{}
 }
 
 // report records r, keeping Since when the phase stays the same.
@@ -154,6 +196,9 @@ func (u *link) enroll(ctx context.Context) bool {
 		u.report(ctx, Report{Phase: PhaseNotEnrolled, LastError: msg})
 		return false
 	}
+	if u.cfg.Server != "" {
+		e.Server = u.cfg.Server
+	}
 	tok, err := token.Parse(e.Token)
 	if err != nil {
 		u.report(ctx, Report{Phase: PhaseRefused, Server: e.Server, LastError: err.Error()})
@@ -168,7 +213,7 @@ func (u *link) enroll(ctx context.Context) bool {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := tunnel.Enroll(dctx, e.Server, tok.CAHash, &tunnel.EnrollRequest{
-		Token: e.Token, CSR: csr, Name: e.Name, Tags: e.Tags, DeviceID: u.cfg.DeviceID,
+		Token: e.Token, CSR: csr, Name: e.Name, Tags: e.Tags, DeviceID: u.cfg.DeviceID, Level: u.cfg.Level,
 	})
 	var refused *tunnel.RefusedError
 	switch {
@@ -190,13 +235,49 @@ func (u *link) enroll(ctx context.Context) bool {
 		return false
 	}
 	u.cfg.Log.Info("enrolled", "cluster", id.Cluster, "server", e.Server)
+	u.kept(id)
 	u.bo.Reset()
 	return true
 }
 
-// connect holds one tunnel to the parent until it ends.
+// kept tells the caller about an identity just stored.
+func (u *link) kept(id Identity) {
+	if u.cfg.OnIdentity != nil {
+		u.cfg.OnIdentity(id)
+	}
+}
+
+// Enroll waits until the cluster has an identity, enrolling with
+// enroll.yaml if it has none yet, and returns it; it gives up only when
+// ctx ends. A level needs its identity (its CA) before it can serve.
+func Enroll(ctx context.Context, cfg Config) (Identity, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Backoff.Min == 0 {
+		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
+	}
+	u := &link{cfg: cfg, bo: cfg.Backoff}
+	for {
+		id, ok, err := cfg.Store.Identity(ctx)
+		if err == nil && ok {
+			return id, nil
+		}
+		if err != nil {
+			u.report(ctx, Report{Phase: PhaseNotEnrolled, LastError: "state: " + err.Error()})
+		} else if u.enroll(ctx) {
+			continue
+		}
+		if u.bo.Wait(ctx) != nil {
+			return Identity{}, ctx.Err()
+		}
+	}
+}
+
+// connect holds the tunnel to the cluster's parent, or, while that parent
+// is lost, to an alternate, until the tunnel ends.
 func (u *link) connect(ctx context.Context, id Identity) {
-	base := Report{Cluster: id.Cluster, Tags: id.Tags, Server: id.Server}
+	base := Report{Cluster: id.Cluster, Tags: id.Tags, Server: id.Server, Alternates: id.Alternates}
 	fail := func(phase string, err error) {
 		r := base
 		r.Phase, r.LastError = phase, err.Error()
@@ -232,29 +313,63 @@ func (u *link) connect(ctx context.Context, id Identity) {
 		u.connect(ctx, id)
 		return
 	}
-	held, err := u.cfg.Store.Desired(ctx)
-	if err != nil {
-		fail(PhaseDisconnected, err)
-		return
-	}
-	if held != nil {
-		base.Revision = held.Revision
-	}
 	r := base
 	r.Phase = PhaseConnecting
 	u.report(ctx, r)
 
-	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	conn, err := quic.DialAddr(dctx, id.Server, tunnel.ClientTLS(pair, ca), tunnel.QUICConfig())
-	if err != nil {
+	// The cluster's own parent first; the alternates, each briefly, only
+	// when it does not answer.
+	tlsConf := tunnel.ClientTLS(pair, ca)
+	servers := append([]string{id.Server}, id.Alternates...)
+	var errs []error
+	for i, server := range servers {
+		timeout := 20 * time.Second
+		if len(servers) > 1 {
+			timeout = u.cfg.FailoverAfter
+		}
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.QUICConfig())
 		cancel()
-		fail(PhaseDisconnected, fmt.Errorf("dial %s: %w", id.Server, err))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dial %s: %w", server, err))
+			continue
+		}
+		for conn != nil {
+			var back *quic.Conn
+			id, back = u.hold(ctx, id, conn, server, i > 0, tlsConf, base)
+			base.Alternates = id.Alternates
+			conn, server, i = back, id.Server, 0 // back to its own parent
+		}
 		return
 	}
+	fail(PhaseDisconnected, errors.Join(errs...))
+}
+
+// hold runs one tunnel to server until it ends. On an alternate it looks
+// for the cluster's own parent meanwhile and, when that answers, returns
+// the new connection to it. It returns the identity, as renewed.
+func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server string, alternate bool, tlsConf *tls.Config, base Report) (Identity, *quic.Conn) {
 	defer conn.CloseWithError(0, "")
+	fail := func(phase string, err error) {
+		r := base
+		r.Phase, r.LastError = phase, err.Error()
+		u.report(ctx, r)
+	}
+	leaf, _ := pki.ParseCert(id.Cert)
+	held, err := u.cfg.Store.Desired(ctx)
+	if err != nil {
+		fail(PhaseDisconnected, err)
+		return id, nil
+	}
+	hello := &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: u.cfg.AgentVersion, Tags: id.Tags, Serves: u.cfg.Serves}
+	if held != nil {
+		base.Revision = held.Revision
+		hello.Revision, hello.Hash = held.Revision, tunnel.DesiredHash(held.Deployments, held.Revoked)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	str, err := conn.OpenStreamSync(dctx)
 	if err == nil {
-		err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: u.cfg.AgentVersion, Revision: base.Revision})
+		err = tunnel.WriteFrame(str, hello)
 	}
 	var welcome *tunnel.Welcome
 	var frames *tunnel.Reader
@@ -270,21 +385,38 @@ func (u *link) connect(ctx context.Context, id Identity) {
 	}
 	cancel()
 	if err != nil {
-		fail(PhaseDisconnected, fmt.Errorf("handshake with %s: %w", id.Server, closeReason(conn, err)))
-		return
+		fail(PhaseDisconnected, fmt.Errorf("handshake with %s: %w", server, closeReason(conn, err)))
+		return id, nil
 	}
-	base.Parent, base.Alternates = welcome.Parent, welcome.Alternates
+	out := &frameWriter{str: str}
+	welcomed := func(w *tunnel.Welcome) {
+		base.Parent = w.Parent
+		if !alternate && !slices.Equal(w.Alternates, id.Alternates) {
+			id.Alternates = w.Alternates
+			base.Alternates = w.Alternates
+			if err := u.cfg.Store.SaveIdentity(ctx, id); err != nil {
+				u.cfg.Log.Warn("keep alternates", "err", err)
+			}
+		}
+		if u.cfg.OnWelcome != nil {
+			u.cfg.OnWelcome(server, w)
+		}
+	}
+	welcomed(welcome)
 	connected := func() {
 		r := base
 		r.Phase, r.RTT = PhaseConnected, conn.ConnectionStats().SmoothedRTT
+		if alternate {
+			r.LastError = "on alternate parent " + server + "; its own parent " + id.Server + " is lost"
+		}
 		u.report(ctx, r)
 	}
 	connected()
 	u.bo.Reset()
-	u.cfg.Log.Info("connected", "parent", welcome.Parent, "server", id.Server)
+	u.cfg.Log.Info("connected", "parent", welcome.Parent, "server", server, "alternate", alternate)
 
-	// Frames from the parent come in on their own goroutine; RTT is
-	// refreshed on a tick.
+	// Frames from the parent come in on their own goroutine; the subtree
+	// report goes up on another; RTT is refreshed on a tick.
 	type frame struct {
 		m   any
 		err error
@@ -303,6 +435,13 @@ func (u *link) connect(ctx context.Context, id Identity) {
 			}
 		}
 	}()
+	sctx, stopReports := context.WithCancel(conn.Context())
+	defer stopReports()
+	go u.reportUp(sctx, conn, out, id.Cluster)
+	back := make(chan *quic.Conn, 1)
+	if alternate {
+		go u.lookHome(sctx, id.Server, tlsConf, back)
+	}
 	tick := time.NewTicker(30 * time.Second) // RTT; spare the SD card
 	defer tick.Stop()
 	renewal := time.NewTimer(time.Until(renewAt(leaf)))
@@ -314,27 +453,35 @@ func (u *link) connect(ctx context.Context, id Identity) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return id, nil
+		case c := <-back:
+			u.cfg.Log.Info("own parent is back; returning", "server", id.Server)
+			conn.CloseWithError(0, "returning to its own parent")
+			return id, c
 		case <-tick.C:
 			connected()
 		case <-renewal.C:
 			key, csr, err := newKey(id.Cluster)
 			if err == nil {
-				err = tunnel.WriteFrame(str, &tunnel.Renew{CSR: csr})
+				err = out.send(&tunnel.Renew{CSR: csr})
 			}
 			if err != nil {
 				fail(PhaseDisconnected, closeReason(conn, err))
-				return
+				return id, nil
 			}
 			pending = key
 			renewal.Reset(time.Minute) // again, unless answered
 		case f := <-in:
 			if f.err != nil {
 				fail(PhaseDisconnected, closeReason(conn, f.err))
-				return
+				return id, nil
 			}
-			if r, ok := f.m.(*tunnel.Renewed); ok && pending != nil {
-				next, err := u.renewed(ctx, id, pending, r)
+			switch m := f.m.(type) {
+			case *tunnel.Renewed:
+				if pending == nil {
+					continue
+				}
+				next, err := u.renewed(ctx, id, pending, m)
 				if err != nil {
 					rep := base
 					rep.Phase, rep.LastError = PhaseConnected, "renewal: "+err.Error()
@@ -347,34 +494,108 @@ func (u *link) connect(ctx context.Context, id Identity) {
 				renewal.Reset(time.Until(renewAt(leaf)))
 				u.cfg.Log.Info("certificate renewed", "notAfter", leaf.NotAfter)
 				connected()
-				continue
+			case *tunnel.Welcome:
+				welcomed(m)
+				connected()
+			case *tunnel.Desired:
+				if err := u.cfg.Store.SaveDesired(ctx, m); err != nil {
+					fail(PhaseDisconnected, fmt.Errorf("keep desired state: %w", err))
+					return id, nil
+				}
+				base.Revision = m.Revision
+				if err := out.send(&tunnel.Ack{Revision: m.Revision}); err != nil {
+					fail(PhaseDisconnected, closeReason(conn, err))
+					return id, nil
+				}
+				u.heldChanged()
+				connected()
 			}
-			d, ok := f.m.(*tunnel.Desired)
-			if !ok {
-				continue
-			}
-			if err := u.cfg.Store.SaveDesired(ctx, d); err != nil {
-				fail(PhaseDisconnected, fmt.Errorf("keep desired state: %w", err))
-				return
-			}
-			base.Revision = d.Revision
-			// Held, so acknowledged; nothing applies it yet, so each
-			// deployment is reported as received.
-			st := &tunnel.Status{}
-			for _, dep := range d.Deployments {
+		}
+	}
+}
+
+// frameWriter serialises frames on the control stream.
+type frameWriter struct {
+	mu  sync.Mutex
+	str *quic.Stream
+}
+
+func (w *frameWriter) send(m tunnel.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return tunnel.WriteFrame(w.str, m)
+}
+
+// lookHome dials the cluster's own parent every ReturnEvery and hands
+// over the first connection that it answers.
+func (u *link) lookHome(ctx context.Context, server string, tlsConf *tls.Config, back chan<- *quic.Conn) {
+	for backoff.Sleep(ctx, u.cfg.ReturnEvery) == nil {
+		dctx, cancel := context.WithTimeout(ctx, u.cfg.ReturnEvery)
+		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.QUICConfig())
+		cancel()
+		if err == nil {
+			back <- conn
+			return
+		}
+	}
+}
+
+func (u *link) heldChanged() {
+	u.mu.Lock()
+	close(u.changed)
+	u.changed = make(chan struct{})
+	u.mu.Unlock()
+}
+
+// snapshot is what the cluster reports up now: its Source's report, or,
+// for a box, that it holds (has received) each deployment it was given.
+func (u *link) snapshot(ctx context.Context, self string) (*tunnel.Status, <-chan struct{}, error) {
+	if u.cfg.Source != nil {
+		st, ch := u.cfg.Source.Report()
+		return st, ch, nil
+	}
+	u.mu.Lock()
+	ch := u.changed
+	u.mu.Unlock()
+	held, err := u.cfg.Store.Desired(ctx)
+	if err != nil {
+		return nil, ch, err
+	}
+	st := &tunnel.Status{}
+	if held != nil {
+		for _, dep := range held.Deployments {
+			if slices.Contains(dep.Targets, self) || len(dep.Targets) == 0 {
 				st.Deployments = append(st.Deployments, tunnel.DeploymentStatus{
-					Namespace: dep.Namespace, Name: dep.Name, Cluster: id.Cluster, Revision: d.Revision, Phase: "Received",
+					Namespace: dep.Namespace, Name: dep.Name, Cluster: self, Revision: held.Revision, Phase: "Received",
 				})
 			}
-			err := tunnel.WriteFrame(str, &tunnel.Ack{Revision: d.Revision})
-			if err == nil && len(st.Deployments) > 0 {
-				err = tunnel.WriteFrame(str, st)
+		}
+	}
+	return st, ch, nil
+}
+
+// reportUp sends the parent the whole report once, then its changes,
+// until the tunnel ends.
+func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *frameWriter, self string) {
+	var d reportDiff
+	for {
+		st, changed, err := u.snapshot(ctx, self)
+		if err == nil {
+			for _, f := range d.frames(st) {
+				if err := out.send(f); err != nil {
+					conn.CloseWithError(0, "")
+					return
+				}
 			}
-			if err != nil {
-				fail(PhaseDisconnected, closeReason(conn, err))
-				return
-			}
-			connected()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		// Let a burst of changes settle into one report.
+		if backoff.Sleep(ctx, 100*time.Millisecond) != nil {
+			return
 		}
 	}
 }
@@ -422,6 +643,7 @@ func (u *link) renewed(ctx context.Context, id Identity, key *ecdsa.PrivateKey, 
 	if err := u.cfg.Store.SaveIdentity(ctx, id); err != nil {
 		return id, fmt.Errorf("keep identity: %w", err)
 	}
+	u.kept(id)
 	return id, nil
 }
 
