@@ -184,8 +184,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer c.closeAll()
 	defer c.ln.Close()
+	defer c.closeAll() // first: tell the children before the socket goes
 	wg.Go(func() { c.registry.watch(ctx) })
 	wg.Go(func() { c.sync.watch(ctx) })
 	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
@@ -455,11 +455,15 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.Hello, mark desiredMark, first map[string]any, log *slog.Logger) {
 	pending := first // status fields still to write
 	held := hello.Revision
+	fresh := true // the first round after connect
 	for ctx.Err() == nil {
 		set, hash, changed := c.desiredFor(s.name)
 		next := mark
-		if hash != mark.hash {
-			next = desiredMark{revision: mark.revision + 1, hash: hash}
+		// Revisions are per parent: a child that holds another set under
+		// the same number (from its previous parent) must get this one.
+		collides := fresh && hello.Hash != "" && hello.Hash != hash && mark.revision == held
+		if hash != mark.hash || collides {
+			next = desiredMark{revision: max(mark.revision, held) + 1, hash: hash}
 			if pending == nil {
 				pending = map[string]any{}
 			}
@@ -474,10 +478,9 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 			pending = nil
 		}
 		mark = next
-		if hello.Hash == hash {
+		if fresh && hello.Hash == hash {
 			held = mark.revision // it holds this content already
 		}
-		hello.Hash = ""
 		if mark.revision != held {
 			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: c.revokedCopy()}
 			if err := s.out.send(d); err != nil {
@@ -494,6 +497,7 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 			c.mu.Unlock()
 			held = mark.revision
 		}
+		fresh = false
 		select {
 		case <-ctx.Done():
 		case <-changed:

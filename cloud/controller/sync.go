@@ -230,8 +230,8 @@ func (s *syncer) record(key, cluster string, st clusterState) {
 		m = map[string]clusterState{}
 		s.states[key] = m
 	}
-	if old, ok := m[cluster]; ok && old.Phase == st.Phase && old.Revision == st.Revision {
-		return
+	if old, ok := m[cluster]; ok && old.Revision == st.Revision && (old.Phase == st.Phase || st.Phase == "Delivered") {
+		return // the same, or an acknowledgement after the cluster's own report
 	}
 	st.Since = time.Now().UTC()
 	m[cluster] = st

@@ -19,7 +19,11 @@ import (
 //	2 (2026-11-22): certificate renewal: Renew/Renewed on the control
 //	   stream before expiry; past expiry, an EnrollRequest carrying the
 //	   old certificate and a signature by its key instead of a token.
-const CapabilityVersion = 2
+//	3 (2026-11-22): trees of levels: enrollment of a level (an
+//	   intermediate CA), subtree reports (Status with Reset/Sync and
+//	   removals), revocations both ways, alternates in Welcome, which
+//	   may come again mid-session, and the held set's hash in Hello.
+const CapabilityVersion = 3
 
 // MaxFrameSize bounds a frame's payload.
 const MaxFrameSize = 1 << 20

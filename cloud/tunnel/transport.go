@@ -78,9 +78,14 @@ func EnrollTLS(caHash [32]byte) *tls.Config {
 			if err != nil {
 				return err
 			}
-			pool := x509.NewCertPool()
+			pool, inter := x509.NewCertPool(), x509.NewCertPool()
 			pool.AddCert(ca)
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: ServerName}); err != nil {
+			for _, der := range raw[1:] { // a lower level's intermediate CAs
+				if c, err := x509.ParseCertificate(der); err == nil {
+					inter.AddCert(c)
+				}
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: ServerName}); err != nil {
 				return fmt.Errorf("%w: %v", ErrCAMismatch, err)
 			}
 			return nil

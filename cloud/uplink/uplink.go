@@ -454,6 +454,9 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 		select {
 		case <-ctx.Done():
 			return id, nil
+		case <-conn.Context().Done():
+			fail(PhaseDisconnected, closeReason(conn, context.Cause(conn.Context())))
+			return id, nil
 		case c := <-back:
 			u.cfg.Log.Info("own parent is back; returning", "server", id.Server)
 			conn.CloseWithError(0, "returning to its own parent")

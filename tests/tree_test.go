@@ -1,0 +1,375 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ote-edge/ote/cloud/tunnel"
+	"github.com/ote-edge/ote/cloud/uplink"
+)
+
+// memStore keeps a leaf's uplink records in memory: the box controller's
+// code (uplink.Run) without a box around it.
+type memStore struct {
+	mu      sync.Mutex
+	id      *uplink.Identity
+	desired *tunnel.Desired
+	report  uplink.Report
+}
+
+func (m *memStore) Identity(context.Context) (uplink.Identity, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.id == nil {
+		return uplink.Identity{}, false, nil
+	}
+	return *m.id, true, nil
+}
+
+func (m *memStore) SaveIdentity(_ context.Context, id uplink.Identity) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.id = &id
+	return nil
+}
+
+func (m *memStore) Desired(context.Context) (*tunnel.Desired, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.desired, nil
+}
+
+func (m *memStore) SaveDesired(_ context.Context, d *tunnel.Desired) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.desired = d
+	return nil
+}
+
+func (m *memStore) Report(_ context.Context, r uplink.Report) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.report = r
+	return nil
+}
+
+func (m *memStore) state() (uplink.Report, *tunnel.Desired) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.report, m.desired
+}
+
+// leaf is a box controller run in the test process.
+type leaf struct {
+	name, region string
+	tags         string
+	store        *memStore
+}
+
+func freeUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// tokenFile writes an enroll.yaml for server made at the level behind
+// kubeconfig, with extra token flags, and returns its path.
+func tokenFile(t testing.TB, kubeconfig, server, name string, flags ...string) string {
+	t.Helper()
+	r := runBinary(t, builtBinary(t, "ote-cloud"), append([]string{"token", "create", "--kubeconfig", kubeconfig, "--enroll-yaml", "--server", server}, flags...)...)
+	if r.code != 0 {
+		t.Fatalf("token create: %s", r.stderr)
+	}
+	p := filepath.Join(t.TempDir(), "enroll.yaml")
+	content := r.stdout
+	if name != "" {
+		content += "name: " + name + "\n"
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ecView is what a level's kubectl says of its EdgeClusters.
+type ecView struct {
+	phase, nextHop, parent string
+}
+
+func edgeClusters(t testing.TB, kubeconfig string) map[string]ecView {
+	t.Helper()
+	out, err := kubectl(t, kubeconfig, "", "get", "ec", "-o", "json")
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Spec     struct{ Parent string }
+			Status   struct{ Phase, NextHop string }
+		}
+	}
+	json.Unmarshal([]byte(out), &list)
+	m := map[string]ecView{}
+	for _, it := range list.Items {
+		m[it.Metadata.Name] = ecView{it.Status.Phase, it.Status.NextHop, it.Spec.Parent}
+	}
+	return m
+}
+
+// eventually polls cond until it holds or the time is up, then fails
+// with what describe says.
+func eventually(t testing.TB, what string, within time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %s", what, within, describe())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// A tree of three levels: root, two regions, and leaves under each. A
+// ClusterDeployment at the root reaches exactly the matching leaves
+// through their regions, with complete status at the root; one made at a
+// region stays in its subtree. When a region stops, its leaves fail over
+// to the other region and the status stays complete; when it is back,
+// they return and the topology is restored.
+func TestTreeOfLevels(t *testing.T) {
+	builtBinary(t, "kube")
+	const perRegion = 11
+	root := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root")
+
+	type region struct {
+		name, dataDir, api, listen, enroll string
+		c                                  *cloud
+	}
+	regions := []*region{{name: "region-a"}, {name: "region-b"}}
+	for _, r := range regions {
+		r.dataDir, r.api, r.listen = t.TempDir(), freeAddr(t), freeUDPAddr(t)
+		r.enroll = tokenFile(t, root.kubeconfig, root.tunnel, r.name, "--level", "--tags", "tier=region")
+	}
+	startRegion := func(r *region) {
+		r.c = startCloud(t, "--data-dir", r.dataDir, "--api-listen", r.api, "--listen", r.listen, "--enroll-file", r.enroll, "--return-every", "1s")
+	}
+	for _, r := range regions {
+		startRegion(r)
+	}
+
+	// Leaves: half in berlin, half in paris, under each region.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var leaves []*leaf
+	for _, r := range regions {
+		tok := tokenFile(t, r.c.kubeconfig, r.listen, "", "--uses", "0")
+		for i := range perRegion {
+			site := "berlin"
+			if i%2 == 1 {
+				site = "paris"
+			}
+			l := &leaf{name: fmt.Sprintf("%s-%02d", r.name[len(r.name)-1:], i), region: r.name, tags: "site=" + site + "-" + r.name, store: &memStore{}}
+			file := filepath.Join(t.TempDir(), "enroll.yaml")
+			b, _ := os.ReadFile(tok)
+			os.WriteFile(file, fmt.Appendf(b, "name: %s\ntags: {site: %s-%s}\n", l.name, site, r.name), 0o600)
+			leaves = append(leaves, l)
+			wg.Go(func() {
+				uplink.Run(ctx, uplink.Config{
+					EnrollFile: file, DeviceID: l.name, AgentVersion: "test", Store: l.store,
+					Log:         slog.New(slog.DiscardHandler),
+					ReturnEvery: time.Second,
+				})
+			})
+		}
+	}
+	all := len(leaves) + len(regions)
+
+	// The root sees the whole tree with next hops; each region its own.
+	topology := func(kubeconfig string, want func(name string) (ecView, bool)) func() bool {
+		return func() bool {
+			got := edgeClusters(t, kubeconfig)
+			n := 0
+			for name, v := range got {
+				w, ok := want(name)
+				if !ok || v != w {
+					return false
+				}
+				n++
+			}
+			_, rootWants := want("region-a")
+			return (rootWants && n == all) || (!rootWants && n == perRegion)
+		}
+	}
+	home := func(name string) (ecView, bool) {
+		if strings.HasPrefix(name, "region-") {
+			return ecView{"Connected", name, ""}, true
+		}
+		for _, l := range leaves {
+			if l.name == name {
+				return ecView{"Connected", l.region, l.region}, true
+			}
+		}
+		return ecView{}, false
+	}
+	leafStates := func() string {
+		var s []string
+		for _, l := range leaves {
+			r, _ := l.store.state()
+			s = append(s, fmt.Sprintf("%s: %s via %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.LastError))
+		}
+		return strings.Join(s, "\n")
+	}
+	eventually(t, "the root's view of the tree", 90*time.Second, topology(root.kubeconfig, home), func() string {
+		return fmt.Sprint(edgeClusters(t, root.kubeconfig), "\n", leafStates())
+	})
+	for _, r := range regions {
+		eventually(t, r.name+"'s view of its subtree", 30*time.Second, topology(r.c.kubeconfig, func(name string) (ecView, bool) {
+			for _, l := range leaves {
+				if l.name == name && l.region == r.name {
+					return ecView{"Connected", name, ""}, true
+				}
+			}
+			return ecView{}, false
+		}), func() string { return fmt.Sprint(edgeClusters(t, r.c.kubeconfig)) })
+	}
+
+	// A deployment at the root for every berlin.
+	mustKubectl(t, root.kubeconfig, `
+apiVersion: ote.dev/v1alpha1
+kind: ClusterDeployment
+metadata: {name: hello, namespace: default}
+spec:
+  clusterSelector: {tags: ["site=berlin-*"]}
+  manifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: hello}, data: {greeting: hallo}}]
+`, "apply", "-f", "-")
+	var berlins []string
+	for _, l := range leaves {
+		if strings.Contains(l.tags, "berlin") {
+			berlins = append(berlins, l.name)
+		}
+	}
+	slices.Sort(berlins)
+	holds := func(l *leaf, dep string) bool {
+		_, d := l.store.state()
+		if d == nil {
+			return false
+		}
+		for _, x := range d.Deployments {
+			if x.Name == dep && slices.Contains(x.Targets, l.name) {
+				return true
+			}
+		}
+		return false
+	}
+	complete := func(kubeconfig, dep string, want []string) func() bool {
+		return func() bool {
+			targeted, delivered, clusters := cdStatusOf(t, kubeconfig, dep)
+			var exp []string
+			for _, n := range want {
+				exp = append(exp, n+"=Received")
+			}
+			return targeted == len(want) && delivered == len(want) && clusters == strings.Join(exp, ",")
+		}
+	}
+	describe := func(kubeconfig, dep string) func() string {
+		return func() string {
+			targeted, delivered, clusters := cdStatusOf(t, kubeconfig, dep)
+			return fmt.Sprintf("targeted %d, delivered %d: %s", targeted, delivered, clusters)
+		}
+	}
+	eventually(t, "the root's deployment on every berlin", 60*time.Second, func() bool {
+		for _, l := range leaves {
+			if holds(l, "hello") != strings.Contains(l.tags, "berlin") {
+				return false
+			}
+		}
+		return true
+	}, func() string {
+		var s []string
+		for _, l := range leaves {
+			s = append(s, fmt.Sprintf("%s=%v", l.name, holds(l, "hello")))
+		}
+		return strings.Join(s, " ")
+	})
+	eventually(t, "complete status at the root", 30*time.Second, complete(root.kubeconfig, "hello", berlins), describe(root.kubeconfig, "hello"))
+
+	// A deployment made at region-b reaches region-b's paris leaves only.
+	mustKubectl(t, regions[1].c.kubeconfig, `
+apiVersion: ote.dev/v1alpha1
+kind: ClusterDeployment
+metadata: {name: local, namespace: default}
+spec:
+  clusterSelector: {tags: ["site=paris-*"]}
+  manifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: local}}]
+`, "apply", "-f", "-")
+	eventually(t, "region-b's own deployment", 60*time.Second, func() bool {
+		for _, l := range leaves {
+			if holds(l, "local") != (l.region == "region-b" && strings.Contains(l.tags, "paris")) {
+				return false
+			}
+		}
+		return true
+	}, func() string { return "" })
+
+	// Stop region-a: its leaves fail over (to region-b, the first
+	// alternate), and the root's status stays complete.
+	for _, l := range leaves {
+		if r, _ := l.store.state(); len(r.Alternates) == 0 {
+			t.Fatalf("%s learned no alternates: %+v", l.name, r)
+		}
+	}
+	regions[0].c.stop(t)
+	stopped := time.Now()
+	failedOver := func(name string) (ecView, bool) {
+		if name == "region-a" {
+			return ecView{"Disconnected", "region-a", ""}, true
+		}
+		v, ok := home(name)
+		if ok && v.nextHop == "region-a" {
+			v.nextHop, v.parent = "region-b", "region-b"
+		}
+		return v, ok
+	}
+	eventually(t, "region-a's leaves connected elsewhere", 30*time.Second, func() bool {
+		for _, l := range leaves {
+			if r, _ := l.store.state(); r.Phase != uplink.PhaseConnected || r.Parent == "region-a" {
+				return false
+			}
+		}
+		return true
+	}, leafStates)
+	t.Logf("region-a's leaves reconnected %v after it stopped", time.Since(stopped).Round(10*time.Millisecond))
+	eventually(t, "the root's view after the failover", 60*time.Second, topology(root.kubeconfig, failedOver), func() string {
+		var s []string
+		for _, l := range leaves {
+			r, _ := l.store.state()
+			s = append(s, fmt.Sprintf("%s: %s %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.LastError))
+		}
+		return fmt.Sprint(edgeClusters(t, root.kubeconfig), edgeClusters(t, regions[1].c.kubeconfig), s)
+	})
+	eventually(t, "complete status at the root after the failover", 30*time.Second, complete(root.kubeconfig, "hello", berlins), describe(root.kubeconfig, "hello"))
+
+	// Start region-a again: its leaves return and the topology is restored.
+	startRegion(regions[0])
+	eventually(t, "the root's view after region-a is back", 90*time.Second, topology(root.kubeconfig, home), func() string {
+		return fmt.Sprint(edgeClusters(t, root.kubeconfig))
+	})
+	eventually(t, "region-b forgot its visitors", 30*time.Second, func() bool { return len(edgeClusters(t, regions[1].c.kubeconfig)) == perRegion },
+		func() string { return fmt.Sprint(edgeClusters(t, regions[1].c.kubeconfig)) })
+	eventually(t, "complete status at the root after the return", 30*time.Second, complete(root.kubeconfig, "hello", berlins), describe(root.kubeconfig, "hello"))
+}
