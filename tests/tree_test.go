@@ -372,4 +372,17 @@ spec:
 	eventually(t, "region-b forgot its visitors", 30*time.Second, func() bool { return len(edgeClusters(t, regions[1].c.kubeconfig)) == perRegion },
 		func() string { return fmt.Sprint(edgeClusters(t, regions[1].c.kubeconfig)) })
 	eventually(t, "complete status at the root after the return", 30*time.Second, complete(root.kubeconfig, "hello", berlins), describe(root.kubeconfig, "hello"))
+
+	// Deleting a leaf's EdgeCluster at the root revokes it down the tree:
+	// its region closes its tunnel and refuses it, and marks it Revoked.
+	victim := leaves[len(leaves)-1]
+	mustKubectl(t, root.kubeconfig, "", "delete", "ec", victim.name)
+	eventually(t, "the revocation at "+victim.region, 30*time.Second, func() bool {
+		r, _ := victim.store.state()
+		return r.Phase != uplink.PhaseConnected && strings.Contains(r.LastError, "revoked") &&
+			edgeClusters(t, regions[1].c.kubeconfig)[victim.name].phase == "Revoked"
+	}, leafStates)
+	if _, ok := edgeClusters(t, root.kubeconfig)[victim.name]; ok {
+		t.Errorf("the root shows %s again after deleting it", victim.name)
+	}
 }
