@@ -1,6 +1,9 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -57,5 +60,57 @@ func TestCAIssuesCertificatesThatVerify(t *testing.T) {
 	b, _ := os.ReadFile(certFile)
 	if c, _ := ParseCert(b); c.CheckSignatureFrom(ca.Cert) != nil {
 		t.Error("IssueFiles kept a certificate of a foreign CA")
+	}
+}
+
+// A level's intermediate CA issues certificates that verify against the
+// root, with the chain behind them, and never outlive it.
+func TestIntermediate(t *testing.T) {
+	root, err := NewCA("root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _, err := root.Issue(Request{CommonName: "region", CA: true, Validity: time.Hour, PublicKey: key.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := EncodeKey(key)
+	mid, err := ParseIntermediate(chain, keyPEM, root.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mid.IsRoot() || mid.Hash() != root.Hash() {
+		t.Errorf("intermediate: root %v, hash of the root %v", mid.IsRoot(), mid.Hash() == root.Hash())
+	}
+	leafPEM, _, err := mid.Issue(Request{CommonName: "box", Client: true, Validity: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := ParseChain(leafPEM)
+	if err != nil || len(certs) != 2 {
+		t.Fatalf("leaf chain: %d certificates, %v", len(certs), err)
+	}
+	inter := x509.NewCertPool()
+	inter.AddCert(certs[1])
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: root.Pool(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("leaf does not verify against the root: %v", err)
+	}
+	if certs[0].NotAfter.After(mid.Cert.NotAfter) {
+		t.Errorf("leaf expires %v, after its CA (%v)", certs[0].NotAfter, mid.Cert.NotAfter)
+	}
+	// Someone else's key with the chain is refused.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherPEM, _ := EncodeKey(other)
+	if _, err := ParseIntermediate(chain, otherPEM, root.CertPEM); err == nil {
+		t.Error("an intermediate with a foreign key was accepted")
+	}
+	// A chain from another tree is refused.
+	foreign, _ := NewCA("foreign")
+	if _, err := ParseIntermediate(chain, keyPEM, foreign.CertPEM); err == nil {
+		t.Error("an intermediate of another tree was accepted")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validFrames() []Message {
@@ -24,6 +25,13 @@ func validFrames() []Message {
 		&Renewed{Error: "revoked"},
 		&EnrollRequest{OldCert: []byte("pem"), Proof: []byte{1}, CSR: []byte{2}},
 		&Status{Clusters: []ClusterStatus{{Name: "box-1"}}, Deployments: []DeploymentStatus{{Name: "hello", Cluster: "box-1", Revision: 8, Phase: "Applied"}}},
+		// Trees of levels (capability 3).
+		&EnrollRequest{Token: "ote1.abcdef.0123456789abcdef.AAAA", CSR: []byte{1}, Name: "region-eu", Level: true},
+		&Hello{CapabilityVersion: 3, Revision: 2, Hash: "ab12", Tags: map[string]string{"tier": "region"}, Serves: "10.0.0.2:7443"},
+		&Welcome{CapabilityVersion: 3, Cluster: "region-eu", Parent: "root", Siblings: []string{"10.0.0.3:7443"}},
+		&Desired{Revision: 3, Deployments: []Deployment{}, Revoked: map[string]time.Time{"box-9": time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}},
+		&Status{Reset: true, Sync: true, Clusters: []ClusterStatus{{Name: "box-2", Parent: "region-eu", Phase: "Connected", Tags: map[string]string{"site": "a"}}},
+			Removed: []string{"box-3"}, Revoked: map[string]time.Time{"box-9": time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}},
 	}
 }
 
