@@ -200,19 +200,15 @@ func TestTreeOfLevels(t *testing.T) {
 	all := len(leaves) + len(regions)
 
 	// The root sees the whole tree with next hops; each region its own.
-	topology := func(kubeconfig string, want func(name string) (ecView, bool)) func() bool {
+	topology := func(kubeconfig string, n int, want func(name string) (ecView, bool)) func() bool {
 		return func() bool {
 			got := edgeClusters(t, kubeconfig)
-			n := 0
 			for name, v := range got {
-				w, ok := want(name)
-				if !ok || v != w {
+				if w, ok := want(name); !ok || v != w {
 					return false
 				}
-				n++
 			}
-			_, rootWants := want("region-a")
-			return (rootWants && n == all) || (!rootWants && n == perRegion)
+			return len(got) == n
 		}
 	}
 	home := func(name string) (ecView, bool) {
@@ -234,11 +230,11 @@ func TestTreeOfLevels(t *testing.T) {
 		}
 		return strings.Join(s, "\n")
 	}
-	eventually(t, "the root's view of the tree", 90*time.Second, topology(root.kubeconfig, home), func() string {
+	eventually(t, "the root's view of the tree", 90*time.Second, topology(root.kubeconfig, all, home), func() string {
 		return fmt.Sprint(edgeClusters(t, root.kubeconfig), "\n", leafStates())
 	})
 	for _, r := range regions {
-		eventually(t, r.name+"'s view of its subtree", 30*time.Second, topology(r.c.kubeconfig, func(name string) (ecView, bool) {
+		eventually(t, r.name+"'s view of its subtree", 30*time.Second, topology(r.c.kubeconfig, perRegion, func(name string) (ecView, bool) {
 			for _, l := range leaves {
 				if l.name == name && l.region == r.name {
 					return ecView{"Connected", name, ""}, true
@@ -276,6 +272,15 @@ spec:
 		}
 		return false
 	}
+	holdings := func(dep string) func() string {
+		return func() string {
+			var s []string
+			for _, l := range leaves {
+				s = append(s, fmt.Sprintf("%s=%v", l.name, holds(l, dep)))
+			}
+			return strings.Join(s, " ")
+		}
+	}
 	complete := func(kubeconfig, dep string, want []string) func() bool {
 		return func() bool {
 			targeted, delivered, clusters := cdStatusOf(t, kubeconfig, dep)
@@ -299,13 +304,7 @@ spec:
 			}
 		}
 		return true
-	}, func() string {
-		var s []string
-		for _, l := range leaves {
-			s = append(s, fmt.Sprintf("%s=%v", l.name, holds(l, "hello")))
-		}
-		return strings.Join(s, " ")
-	})
+	}, holdings("hello"))
 	eventually(t, "complete status at the root", 30*time.Second, complete(root.kubeconfig, "hello", berlins), describe(root.kubeconfig, "hello"))
 
 	// A deployment made at region-b reaches region-b's paris leaves only.
@@ -324,7 +323,7 @@ spec:
 			}
 		}
 		return true
-	}, func() string { return "" })
+	}, holdings("local"))
 
 	// Stop region-a: its leaves fail over (to region-b, the first
 	// alternate), and the root's status stays complete.
@@ -354,7 +353,7 @@ spec:
 		return true
 	}, leafStates)
 	t.Logf("region-a's leaves reconnected %v after it stopped", time.Since(stopped).Round(10*time.Millisecond))
-	eventually(t, "the root's view after the failover", 60*time.Second, topology(root.kubeconfig, failedOver), func() string {
+	eventually(t, "the root's view after the failover", 60*time.Second, topology(root.kubeconfig, all, failedOver), func() string {
 		var s []string
 		for _, l := range leaves {
 			r, _ := l.store.state()
@@ -366,7 +365,7 @@ spec:
 
 	// Start region-a again: its leaves return and the topology is restored.
 	startRegion(regions[0])
-	eventually(t, "the root's view after region-a is back", 90*time.Second, topology(root.kubeconfig, home), func() string {
+	eventually(t, "the root's view after region-a is back", 90*time.Second, topology(root.kubeconfig, all, home), func() string {
 		return fmt.Sprint(edgeClusters(t, root.kubeconfig))
 	})
 	eventually(t, "region-b forgot its visitors", 30*time.Second, func() bool { return len(edgeClusters(t, regions[1].c.kubeconfig)) == perRegion },

@@ -72,7 +72,7 @@ type Controller struct {
 type session struct {
 	name       string
 	conn       *quic.Conn
-	out        *writer
+	out        *tunnel.Writer
 	cert       *x509.Certificate
 	serves     string // where a level child serves its own children
 	capVersion int
@@ -393,7 +393,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		c.registry.setSpec(ctx, name, map[string]any{"parent": nil})
 	}
 	capv := min(hello.CapabilityVersion, tunnel.CapabilityVersion)
-	s := &session{name: name, conn: conn, out: &writer{str: str}, cert: cert, serves: hello.Serves, capVersion: capv}
+	s := &session{name: name, conn: conn, out: tunnel.NewWriter(str), cert: cert, serves: hello.Serves, capVersion: capv}
 	c.mu.Lock()
 	old := c.children[name]
 	c.children[name] = s
@@ -403,7 +403,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		old.conn.CloseWithError(codeReplaced, "replaced by a newer connection")
 	}
 	defer c.detach(s, visitor)
-	if err := s.out.send(welcome); err != nil {
+	if err := s.out.Send(welcome); err != nil {
 		return
 	}
 	if s.serves != "" {
@@ -435,7 +435,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		case *tunnel.Status:
 			c.status(ctx, name, m, log)
 		case *tunnel.Renew:
-			if err := s.out.send(c.renew(ctx, name, cert.IsCA, m, log)); err != nil {
+			if err := s.out.Send(c.renew(ctx, name, cert.IsCA, m, log)); err != nil {
 				conn.CloseWithError(codeProtocol, "write: "+err.Error())
 			}
 		default:
@@ -457,7 +457,7 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 	held := hello.Revision
 	fresh := true // the first round after connect
 	for ctx.Err() == nil {
-		set, hash, changed := c.desiredFor(s.name)
+		set, revoked, hash, changed := c.desiredFor(s.name)
 		next := mark
 		// Revisions are per parent: a child that holds another set under
 		// the same number (from its previous parent) must get this one.
@@ -482,8 +482,8 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 			held = mark.revision // it holds this content already
 		}
 		if mark.revision != held {
-			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: c.revokedCopy()}
-			if err := s.out.send(d); err != nil {
+			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: revoked}
+			if err := s.out.Send(d); err != nil {
 				return
 			}
 			var keys []string
@@ -506,13 +506,15 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 }
 
 // desiredFor is a child's desired set: every deployment that targets the
-// child or a cluster below it, with those targets; its hash; and a channel
-// closed at the next change.
-func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, string, <-chan struct{}) {
+// child or a cluster below it, with those targets, and the revocations;
+// the hash of both; and a channel closed at the next change.
+func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, map[string]time.Time, string, <-chan struct{}) {
 	c.mu.Lock()
 	members := c.membersLocked(child, c.registry.labels)
 	c.mu.Unlock()
-	return c.sync.desired(members, c.revokedCopy())
+	revoked := c.revokedCopy()
+	set, changed := c.sync.desired(members)
+	return set, revoked, tunnel.DesiredHash(set, revoked), changed
 }
 
 // acked credits a child's acknowledgement of a revision.

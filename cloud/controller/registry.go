@@ -49,7 +49,6 @@ type ecEntry struct {
 	agentVersion string
 	lastSeen     time.Time
 	notAfter     time.Time
-	visitor      bool // enrolled elsewhere in the tree; forgotten when it leaves
 }
 
 // visitorAnnotation marks the EdgeCluster of a child enrolled elsewhere in
@@ -122,7 +121,7 @@ func (r *registry) watch(ctx context.Context) {
 }
 
 func parseEntry(obj *unstructured.Unstructured) *ecEntry {
-	e := &ecEntry{labels: obj.GetLabels(), visitor: obj.GetAnnotations()[visitorAnnotation] == "true"}
+	e := &ecEntry{labels: obj.GetLabels()}
 	e.parent, _, _ = unstructured.NestedString(obj.Object, "spec", "parent")
 	e.phase, _, _ = unstructured.NestedString(obj.Object, "status", "phase")
 	e.nextHop, _, _ = unstructured.NestedString(obj.Object, "status", "nextHop")

@@ -7,27 +7,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
-
-	"github.com/quic-go/quic-go"
 
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
-
-// writer serialises frames on a control stream written from several
-// goroutines.
-type writer struct {
-	mu  sync.Mutex
-	str *quic.Stream
-}
-
-func (w *writer) send(m tunnel.Message) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return tunnel.WriteFrame(w.str, m)
-}
 
 // renew answers a connected child's request for a fresh certificate.
 // A level's certificate is renewed as a CA again.

@@ -8,11 +8,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
@@ -61,19 +56,13 @@ func (c *Controller) Report() (*tunnel.Status, <-chan struct{}) {
 // the EdgeClusters whose deletion made them.
 const revokedConfigMap = "ote-revoked"
 
-var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-
 func (c *Controller) loadRevoked(ctx context.Context) error {
-	obj, err := c.cfg.Dynamic.Resource(configMaps).Namespace(enrollment.Namespace).Get(ctx, revokedConfigMap, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
+	data, err := c.cfg.Tokens.ConfigMapData(ctx, revokedConfigMap)
 	if err != nil {
 		return err
 	}
-	raw, _, _ := unstructured.NestedString(obj.Object, "data", "revoked")
 	m := map[string]time.Time{}
-	if raw != "" {
+	if raw := data["revoked"]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &m); err != nil {
 			return fmt.Errorf("%s/%s: %w", enrollment.Namespace, revokedConfigMap, err)
 		}
@@ -93,17 +82,5 @@ func (c *Controller) saveRevoked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"name": revokedConfigMap, "namespace": enrollment.Namespace},
-		"data":     map[string]any{"revoked": string(b)},
-	}}
-	data, err := json.Marshal(obj.Object)
-	if err != nil {
-		return err
-	}
-	force := true
-	_, err = c.cfg.Dynamic.Resource(configMaps).Namespace(enrollment.Namespace).Patch(ctx, revokedConfigMap, "application/apply-patch+yaml", data,
-		metav1.PatchOptions{FieldManager: "ote-controller", Force: &force})
-	return err
+	return c.cfg.Tokens.ApplyConfigMap(ctx, revokedConfigMap, "ote-controller", map[string]string{"revoked": string(b)})
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/x509"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -71,8 +72,8 @@ func (c *Controller) membersLocked(child string, labels func(string) map[string]
 	return out
 }
 
-// applyStatus takes a child's report on the clusters below it.
-func (c *Controller) applyClusters(child string, st *tunnel.Status, log interface{ Warn(string, ...any) }) {
+// applyClusters takes a child's report on the clusters below it.
+func (c *Controller) applyClusters(child string, st *tunnel.Status, log *slog.Logger) {
 	now := time.Now()
 	c.mu.Lock()
 	claims := c.claims[child]
@@ -355,7 +356,7 @@ func (c *Controller) welcomeLocked(child string, capVersion int) *tunnel.Welcome
 		}
 	}
 	slices.Sort(w.Siblings)
-	w.Alternates = append(slices.Clone(c.upSiblings), w.Alternates...)
+	w.Alternates = slices.Clone(c.upSiblings)
 	if c.upParent != "" {
 		w.Alternates = append(w.Alternates, c.upParent)
 	}
@@ -377,6 +378,6 @@ func (c *Controller) welcomeAll() {
 	}
 	c.mu.Unlock()
 	for _, j := range jobs {
-		j.s.out.send(j.w)
+		j.s.out.Send(j.w)
 	}
 }

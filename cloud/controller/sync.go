@@ -155,9 +155,8 @@ func (s *syncer) notifyLocked() {
 }
 
 // desired returns the desired set of a child whose subtree holds members
-// (cluster names with their tags), its content hash, and a channel closed
-// at the next change.
-func (s *syncer) desired(members map[string]map[string]string, revoked map[string]time.Time) ([]tunnel.Deployment, string, <-chan struct{}) {
+// (cluster names with their tags), and a channel closed at the next change.
+func (s *syncer) desired(members map[string]map[string]string) ([]tunnel.Deployment, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.deps))
@@ -183,7 +182,7 @@ func (s *syncer) desired(members map[string]map[string]string, revoked map[strin
 			out = append(out, tunnel.Deployment{Namespace: d.namespace, Name: d.name, Targets: targets, Manifests: d.manifests})
 		}
 	}
-	return out, tunnel.DesiredHash(out, revoked), s.changed
+	return out, s.changed
 }
 
 // inheritedStates is the state of every deployment from the parent on

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -131,13 +132,26 @@ func (s Store) SaveLevelCA(ctx context.Context, ca *pki.CA) error {
 	if err != nil {
 		return err
 	}
-	sec := &corev1.Secret{
+	err = s.PutSecret(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: caSecretName, Namespace: Namespace, Labels: map[string]string{labelKind: "tree-ca"}},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{corev1.TLSCertKey: ca.Chain, corev1.TLSPrivateKeyKey: keyPEM, rootKey: ca.RootPEM},
+	})
+	if err != nil {
+		return fmt.Errorf("store the level's CA: %w", err)
 	}
+	return nil
+}
+
+// PutSecret creates or replaces a Secret in the ote-system namespace,
+// creating the namespace first if it is missing.
+func (s Store) PutSecret(ctx context.Context, sec *corev1.Secret) error {
+	if err := s.EnsureNamespace(ctx); err != nil {
+		return err
+	}
+	sec.Namespace = Namespace
 	secrets := s.Client.CoreV1().Secrets(Namespace)
-	old, err := secrets.Get(ctx, caSecretName, metav1.GetOptions{})
+	old, err := secrets.Get(ctx, sec.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
@@ -145,10 +159,28 @@ func (s Store) SaveLevelCA(ctx context.Context, ca *pki.CA) error {
 		sec.ResourceVersion = old.ResourceVersion
 		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
 	}
-	if err != nil {
-		return fmt.Errorf("store the level's CA: %w", err)
+	return err
+}
+
+// ApplyConfigMap sets a ConfigMap's data in the ote-system namespace with
+// server-side apply, as manager.
+func (s Store) ApplyConfigMap(ctx context.Context, name, manager string, data map[string]string) error {
+	_, err := s.Client.CoreV1().ConfigMaps(Namespace).Apply(ctx, corev1ac.ConfigMap(name, Namespace).WithData(data),
+		metav1.ApplyOptions{FieldManager: manager, Force: true})
+	return err
+}
+
+// ConfigMapData reads a ConfigMap's data in the ote-system namespace; a
+// missing one reads as empty.
+func (s Store) ConfigMapData(ctx context.Context, name string) (map[string]string, error) {
+	cm, err := s.Client.CoreV1().ConfigMaps(Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
-	return nil
+	if err != nil {
+		return nil, err
+	}
+	return cm.Data, nil
 }
 
 // Create makes a token for the tree CA and stores it.

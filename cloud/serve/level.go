@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -66,21 +66,10 @@ func (l *levelStore) putSecret(ctx context.Context, name string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := (enrollment.Store{Client: l.cs}).EnsureNamespace(ctx); err != nil {
-		return err
-	}
-	secrets := l.cs.CoreV1().Secrets(enrollment.Namespace)
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: enrollment.Namespace}, Data: map[string][]byte{"json": b}}
-	old, err := secrets.Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
-	case err == nil:
-		sec.ResourceVersion = old.ResourceVersion
-		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
-	}
-	return err
+	return l.tokens().PutSecret(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"json": b}})
 }
+
+func (l *levelStore) tokens() enrollment.Store { return enrollment.Store{Client: l.cs} }
 
 func (l *levelStore) Identity(ctx context.Context) (uplink.Identity, bool, error) {
 	var id uplink.Identity
@@ -170,7 +159,7 @@ func (l *levelStore) inherit(ctx context.Context, deps []tunnel.Deployment) erro
 			return err
 		}
 		force := true
-		if _, err := client.Namespace(d.Namespace).Patch(ctx, d.Name, "application/apply-patch+yaml", data,
+		if _, err := client.Namespace(d.Namespace).Patch(ctx, d.Name, types.ApplyPatchType, data,
 			metav1.PatchOptions{FieldManager: inheritedManager, Force: &force}); err != nil {
 			return fmt.Errorf("apply deployment %s/%s: %w", d.Namespace, d.Name, err)
 		}
@@ -204,22 +193,10 @@ func (l *levelStore) Report(ctx context.Context, r uplink.Report) error {
 	if err != nil {
 		return err
 	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"name": statusMap, "namespace": enrollment.Namespace},
-		"data": map[string]any{
-			"phase": r.Phase, "cluster": r.Cluster, "parent": r.Parent, "server": r.Server, "lastError": r.LastError,
-			"report.json": string(b),
-		},
-	}}
-	data, err := json.Marshal(obj.Object)
-	if err != nil {
-		return err
-	}
-	force := true
-	_, err = l.dyn.Resource(configMapsGVR).Namespace(enrollment.Namespace).Patch(ctx, statusMap, "application/apply-patch+yaml", data,
-		metav1.PatchOptions{FieldManager: "ote-uplink", Force: &force})
-	return err
+	return l.tokens().ApplyConfigMap(ctx, statusMap, "ote-uplink", map[string]string{
+		"phase": r.Phase, "cluster": r.Cluster, "parent": r.Parent, "server": r.Server, "lastError": r.LastError,
+		"report.json": string(b),
+	})
 }
 
 func (l *levelStore) welcomed(parent string) {

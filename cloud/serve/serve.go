@@ -29,7 +29,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -225,8 +224,6 @@ func installCRDs(ctx context.Context, rc *rest.Config, cfg Config) (dynamic.Inte
 	cfg.Log.Info("CRDs installed")
 	return client, cs, nil
 }
-
-var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
 func runEmbedded(ctx context.Context, cfg Config) error {
 	if cfg.DataDir == "" {

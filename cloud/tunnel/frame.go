@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // CapabilityVersion is what this build of the protocol can do. Peers send
@@ -64,6 +65,22 @@ var (
 
 // Message is implemented by every payload type of this package.
 type Message interface{ frameType() Type }
+
+// Writer writes whole frames on one stream from several goroutines.
+type Writer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewWriter serialises the frames written to w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Send writes m as one frame.
+func (w *Writer) Send(m Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return WriteFrame(w.w, m)
+}
 
 // WriteFrame encodes m as one frame on w.
 func WriteFrame(w io.Writer, m Message) error {

@@ -122,21 +122,9 @@ type Config struct {
 
 // Run keeps the cluster enrolled and connected until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Backoff.Min == 0 {
-		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
-	}
-	if cfg.FailoverAfter == 0 {
-		cfg.FailoverAfter = 2 * time.Second
-	}
-	if cfg.ReturnEvery == 0 {
-		cfg.ReturnEvery = 10 * time.Second
-	}
-	u := &link{cfg: cfg, bo: cfg.Backoff, changed: make(chan struct{})}
+	u := newLink(cfg)
 	for ctx.Err() == nil {
-		id, ok, err := cfg.Store.Identity(ctx)
+		id, ok, err := u.cfg.Store.Identity(ctx)
 		switch {
 		case err != nil:
 			u.report(ctx, Report{Phase: PhaseNotEnrolled, LastError: "local state: " + err.Error()})
@@ -163,6 +151,23 @@ func Run(ctx context.Context, cfg Config) error {
 
 // enrollPoll is how often a box without enroll.yaml looks for one.
 const enrollPoll = 3 * time.Second
+
+// newLink fills in cfg's defaults.
+func newLink(cfg Config) *link {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Backoff.Min == 0 {
+		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
+	}
+	if cfg.FailoverAfter == 0 {
+		cfg.FailoverAfter = 2 * time.Second
+	}
+	if cfg.ReturnEvery == 0 {
+		cfg.ReturnEvery = 10 * time.Second
+	}
+	return &link{cfg: cfg, bo: cfg.Backoff, changed: make(chan struct{})}
+}
 
 type link struct {
 	cfg  Config
@@ -251,15 +256,9 @@ func (u *link) kept(id Identity) {
 // enroll.yaml if it has none yet, and returns it; it gives up only when
 // ctx ends. A level needs its identity (its CA) before it can serve.
 func Enroll(ctx context.Context, cfg Config) (Identity, error) {
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Backoff.Min == 0 {
-		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
-	}
-	u := &link{cfg: cfg, bo: cfg.Backoff}
+	u := newLink(cfg)
 	for {
-		id, ok, err := cfg.Store.Identity(ctx)
+		id, ok, err := u.cfg.Store.Identity(ctx)
 		if err == nil && ok {
 			return id, nil
 		}
@@ -388,7 +387,7 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 		fail(PhaseDisconnected, fmt.Errorf("handshake with %s: %w", server, closeReason(conn, err)))
 		return id, nil
 	}
-	out := &frameWriter{str: str}
+	out := tunnel.NewWriter(str)
 	welcomed := func(w *tunnel.Welcome) {
 		base.Parent = w.Parent
 		if !alternate && !slices.Equal(w.Alternates, id.Alternates) {
@@ -466,7 +465,7 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 		case <-renewal.C:
 			key, csr, err := newKey(id.Cluster)
 			if err == nil {
-				err = out.send(&tunnel.Renew{CSR: csr})
+				err = out.Send(&tunnel.Renew{CSR: csr})
 			}
 			if err != nil {
 				fail(PhaseDisconnected, closeReason(conn, err))
@@ -506,7 +505,7 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 					return id, nil
 				}
 				base.Revision = m.Revision
-				if err := out.send(&tunnel.Ack{Revision: m.Revision}); err != nil {
+				if err := out.Send(&tunnel.Ack{Revision: m.Revision}); err != nil {
 					fail(PhaseDisconnected, closeReason(conn, err))
 					return id, nil
 				}
@@ -515,18 +514,6 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 			}
 		}
 	}
-}
-
-// frameWriter serialises frames on the control stream.
-type frameWriter struct {
-	mu  sync.Mutex
-	str *quic.Stream
-}
-
-func (w *frameWriter) send(m tunnel.Message) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return tunnel.WriteFrame(w.str, m)
 }
 
 // lookHome dials the cluster's own parent every ReturnEvery and hands
@@ -567,7 +554,7 @@ func (u *link) snapshot(ctx context.Context, self string) (*tunnel.Status, <-cha
 	st := &tunnel.Status{}
 	if held != nil {
 		for _, dep := range held.Deployments {
-			if slices.Contains(dep.Targets, self) || len(dep.Targets) == 0 {
+			if slices.Contains(dep.Targets, self) {
 				st.Deployments = append(st.Deployments, tunnel.DeploymentStatus{
 					Namespace: dep.Namespace, Name: dep.Name, Cluster: self, Revision: held.Revision, Phase: "Received",
 				})
@@ -579,13 +566,13 @@ func (u *link) snapshot(ctx context.Context, self string) (*tunnel.Status, <-cha
 
 // reportUp sends the parent the whole report once, then its changes,
 // until the tunnel ends.
-func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *frameWriter, self string) {
+func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *tunnel.Writer, self string) {
 	var d reportDiff
 	for {
 		st, changed, err := u.snapshot(ctx, self)
 		if err == nil {
 			for _, f := range d.frames(st) {
-				if err := out.send(f); err != nil {
+				if err := out.Send(f); err != nil {
 					conn.CloseWithError(0, "")
 					return
 				}
