@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +34,9 @@ import (
 // (quic.Transport), each holding its tunnel after Hello/Welcome. It
 // reports the controller's resident memory per leaf (ote-cloud alone;
 // the API server is a separate process) and the time to connect them all.
+// With OTE_PROFILE_DIR set it saves the controller's heap and goroutine
+// profiles there once all are connected, and a CPU profile of the first
+// five seconds of connecting.
 //
 //	make build kube && OTE_LEAVES=1000 OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench LeavesPerController -benchtime 1x
 func BenchmarkLeavesPerController(b *testing.B) {
@@ -38,7 +44,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("OTE_LEAVES")); err == nil && v > 0 {
 		leaves = v
 	}
-	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b))
+	profiling := freeAddr(b)
+	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiling)
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	rc.QPS, rc.Burst = 1000, 1000
 	ctx := context.Background()
@@ -98,7 +105,12 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		b.Fatal(err)
 	}
 	before := processRSS(b, c.cmd.Process.Pid)
+	loadBefore := processRSS(b, os.Getpid())
 
+	var profiled sync.WaitGroup
+	if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
+		profiled.Go(func() { saveProfile(b, profiling, "profile?seconds=5", filepath.Join(dir, "connect-cpu.pprof")) })
+	}
 	start := time.Now()
 	conns := make(chan *quic.Conn, leaves)
 	work = make(chan int)
@@ -131,20 +143,45 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	close(work)
 	wg.Wait()
 	connected := time.Since(start)
+	profiled.Wait()
 	close(conns)
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
 	time.Sleep(5 * time.Second) // let status writes and GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
+	loadAfter := processRSS(b, os.Getpid())
+	if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
+		saveProfile(b, profiling, "heap", filepath.Join(dir, "heap.pprof"))
+		saveProfile(b, profiling, "goroutine", filepath.Join(dir, "goroutine.pprof"))
+		saveProfile(b, profiling, "heap?debug=1", filepath.Join(dir, "memstats.txt"))
+	}
 	for conn := range conns {
 		conn.CloseWithError(0, "")
 	}
 	b.ReportMetric(float64(leaves), "leaves")
 	b.ReportMetric(float64(after-before)/float64(leaves)/1024, "KiB/leaf")
+	b.ReportMetric(float64(loadAfter-loadBefore)/float64(leaves)/1024, "loadgen-KiB/leaf")
 	b.ReportMetric(connected.Seconds(), "s-to-connect")
 	b.ReportMetric(float64(after)/(1<<20), "MiB-rss")
 	b.ReportMetric(0, "ns/op")
+}
+
+// saveProfile fetches one pprof profile from ote-cloud's profiling listener.
+func saveProfile(b *testing.B, addr, name, file string) {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, data, 0o644)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // processRSS is one process's resident set in bytes.

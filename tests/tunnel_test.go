@@ -70,6 +70,12 @@ func enroll(t testing.TB, addr string, tok token.Token, name string, tags map[st
 // connect opens the child's tunnel and exchanges Hello and Welcome.
 func (c *child) connect(t testing.TB, addr string) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
 	t.Helper()
+	return c.connectWith(t, addr, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "test"})
+}
+
+// connectWith is connect with the given Hello.
+func (c *child) connectWith(t testing.TB, addr string, hello *tunnel.Hello) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, err := quic.DialAddr(ctx, addr, tunnel.ClientTLS(c.cert, c.ca), tunnel.QUICConfig())
@@ -80,7 +86,7 @@ func (c *child) connect(t testing.TB, addr string) (*quic.Conn, *quic.Stream, *t
 	if err != nil {
 		return conn, nil, nil, err
 	}
-	if err := tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "test"}); err != nil {
+	if err := tunnel.WriteFrame(str, hello); err != nil {
 		return conn, str, nil, err
 	}
 	str.SetReadDeadline(time.Now().Add(15 * time.Second))

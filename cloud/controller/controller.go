@@ -76,12 +76,45 @@ type session struct {
 	cert       *x509.Certificate
 	serves     string // where a level child serves its own children
 	capVersion int
+	resend     chan struct{} // the child asks for its whole desired set
 }
 
-// sentSet is a desired set sent to a child, to credit its Ack.
+// sentSet is a desired set sent to a child: to credit its Ack, and to
+// send the next set as a change to it.
 type sentSet struct {
 	revision int64
-	keys     []string // namespace/name of each deployment that targets the child itself
+	hash     string
+	keys     []string          // namespace/name of each deployment that targets the child itself
+	parts    map[string]string // namespace/name → PartHash of each deployment
+}
+
+func newSentSet(child string, revision int64, hash string, set []tunnel.Deployment) sentSet {
+	s := sentSet{revision: revision, hash: hash, parts: make(map[string]string, len(set))}
+	for _, dep := range set {
+		if slices.Contains(dep.Targets, child) {
+			s.keys = append(s.keys, dep.Key())
+		}
+		s.parts[dep.Key()] = dep.PartHash()
+	}
+	return s
+}
+
+// changeTo is the Desired that turns this set, which the child holds, into
+// next: only the deployments added or changed, and the keys of those gone.
+func (s sentSet) changeTo(next sentSet, set []tunnel.Deployment, revoked map[string]time.Time) *tunnel.Desired {
+	d := &tunnel.Desired{Revision: next.revision, Deployments: []tunnel.Deployment{}, Revoked: revoked, Base: s.revision, BaseHash: s.hash, Hash: next.hash}
+	for _, dep := range set {
+		if s.parts[dep.Key()] != next.parts[dep.Key()] {
+			d.Deployments = append(d.Deployments, dep)
+		}
+	}
+	for key := range s.parts {
+		if _, ok := next.parts[key]; !ok {
+			d.Removed = append(d.Removed, key)
+		}
+	}
+	slices.Sort(d.Removed)
+	return d
 }
 
 // ErrCodes of QUIC application closes.
@@ -393,7 +426,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		c.registry.setSpec(ctx, name, map[string]any{"parent": nil})
 	}
 	capv := min(hello.CapabilityVersion, tunnel.CapabilityVersion)
-	s := &session{name: name, conn: conn, out: tunnel.NewWriter(str), cert: cert, serves: hello.Serves, capVersion: capv}
+	s := &session{name: name, conn: conn, out: tunnel.NewWriter(str), cert: cert, serves: hello.Serves, capVersion: capv, resend: make(chan struct{}, 1)}
 	c.mu.Lock()
 	old := c.children[name]
 	c.children[name] = s
@@ -431,6 +464,13 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		}
 		switch m := m.(type) {
 		case *tunnel.Ack:
+			if m.Resend {
+				select {
+				case s.resend <- struct{}{}:
+				default:
+				}
+				continue
+			}
 			c.acked(ctx, name, m.Revision)
 		case *tunnel.Status:
 			c.status(ctx, name, m, log)
@@ -452,10 +492,21 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 // same content (after a failover), is sent nothing. mark was read at
 // connect; this controller is its only writer, so it is kept in memory
 // from then on. first is written with the first mark.
+//
+// A set goes as a change to the one the child holds when this controller
+// knows that one: sent earlier in this session, or in an earlier one
+// when the child's Hello names it. Otherwise, and when the child asks
+// for it, the set goes whole.
 func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.Hello, mark desiredMark, first map[string]any, log *slog.Logger) {
 	pending := first // status fields still to write
 	held := hello.Revision
 	fresh := true // the first round after connect
+	var base *sentSet
+	c.mu.Lock()
+	if prev, ok := c.sent[s.name]; ok && s.capVersion >= 4 && prev.revision == hello.Revision && prev.hash == hello.Hash {
+		base = &prev
+	}
+	c.mu.Unlock()
 	for ctx.Err() == nil {
 		set, revoked, hash, changed := c.desiredFor(s.name)
 		next := mark
@@ -482,25 +533,25 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 			held = mark.revision // it holds this content already
 		}
 		if mark.revision != held {
+			sent := newSentSet(s.name, mark.revision, hash, set)
 			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: revoked}
+			if base != nil && base.revision != mark.revision {
+				d = base.changeTo(sent, set, revoked)
+			}
 			if err := s.out.Send(d); err != nil {
 				return
 			}
-			var keys []string
-			for _, dep := range set {
-				if slices.Contains(dep.Targets, s.name) {
-					keys = append(keys, dep.Namespace+"/"+dep.Name)
-				}
-			}
 			c.mu.Lock()
-			c.sent[s.name] = sentSet{revision: mark.revision, keys: keys}
+			c.sent[s.name] = sent
 			c.mu.Unlock()
-			held = mark.revision
+			base, held = &sent, mark.revision
 		}
 		fresh = false
 		select {
 		case <-ctx.Done():
 		case <-changed:
+		case <-s.resend:
+			base, held = nil, -1 // whole, at the current revision
 		}
 	}
 }
@@ -604,6 +655,7 @@ func (c *Controller) deleted(name string) {
 	c.mu.Lock()
 	ours := c.forgetting[name]
 	delete(c.forgetting, name)
+	delete(c.sent, name)
 	c.mu.Unlock()
 	if ours {
 		return

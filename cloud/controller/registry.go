@@ -49,6 +49,7 @@ type ecEntry struct {
 	agentVersion string
 	lastSeen     time.Time
 	notAfter     time.Time
+	mark         desiredMark
 }
 
 // visitorAnnotation marks the EdgeCluster of a child enrolled elsewhere in
@@ -132,6 +133,8 @@ func parseEntry(obj *unstructured.Unstructured) *ecEntry {
 		return t
 	}
 	e.lastSeen, e.notAfter = ts("lastSeen"), ts("certificateNotAfter")
+	e.mark.revision, _, _ = unstructured.NestedInt64(obj.Object, "status", "desiredRevision")
+	e.mark.hash, _, _ = unstructured.NestedString(obj.Object, "status", "desiredHash")
 	return e
 }
 
@@ -259,12 +262,17 @@ type desiredMark struct {
 	hash     string
 }
 
+// desiredMark is a cluster's mark from the mirror, or from the API when
+// the mirror has not seen the cluster yet (it has just enrolled). A mark
+// the mirror has not caught up with is older than the child's: the
+// sender then writes a newer one and sends nothing.
 func (r *registry) desiredMark(ctx context.Context, name string) (desiredMark, error) {
+	if e, ok := r.get(name); ok {
+		return e.mark, nil
+	}
 	obj, err := r.client.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return desiredMark{}, err
 	}
-	rev, _, _ := unstructured.NestedInt64(obj.Object, "status", "desiredRevision")
-	hash, _, _ := unstructured.NestedString(obj.Object, "status", "desiredHash")
-	return desiredMark{revision: rev, hash: hash}, nil
+	return parseEntry(obj).mark, nil
 }

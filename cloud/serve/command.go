@@ -30,6 +30,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Advertise, "advertise", "", "`HOST:PORT` where this level's tunnel is reached, for other levels' children (default: --listen when it names a host)")
 	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
+	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,8 +78,10 @@ type Config struct {
 	// FailoverAfter and ReturnEvery tune the level's own uplink (see
 	// uplink.Config).
 	FailoverAfter, ReturnEvery time.Duration
-	Log                        *slog.Logger
-	Console                    io.Writer // the API server's output; nil discards
+	// ProfilingListen, when set, serves net/http/pprof there.
+	ProfilingListen string
+	Log             *slog.Logger
+	Console         io.Writer // the API server's output; nil discards
 	// Ready, if set, is called once the API serves OTE's CRDs and the
 	// tunnel listens, with the kubeconfig's path and the tunnel's address.
 	Ready func(kubeconfig, tunnel string)
@@ -88,6 +91,13 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ProfilingListen != "" {
+		stop, err := serveProfiles(ctx, cfg.ProfilingListen)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if cfg.Kubeconfig != "" {
 		rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
@@ -457,4 +467,19 @@ func writeKubeconfig(path, server string, c certFiles) error {
 		return err
 	}
 	return pki.WriteFileAtomic(path, b, 0o600)
+}
+
+// serveProfiles serves Go's runtime profiles on addr until stop.
+func serveProfiles(ctx context.Context, addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("profiling listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }

@@ -24,7 +24,9 @@ import (
 //	   intermediate CA), subtree reports (Status with Reset/Sync and
 //	   removals), revocations both ways, alternates in Welcome, which
 //	   may come again mid-session, and the held set's hash in Hello.
-const CapabilityVersion = 3
+//	4 (2026-11-22): desired sets as changes to the set the child holds
+//	   (Desired.Base), and Ack.Resend for a change that did not apply.
+const CapabilityVersion = 4
 
 // MaxFrameSize bounds a frame's payload.
 const MaxFrameSize = 1 << 20

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"reflect"
@@ -32,6 +33,9 @@ func validFrames() []Message {
 		&Desired{Revision: 3, Deployments: []Deployment{}, Revoked: map[string]time.Time{"box-9": time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}},
 		&Status{Reset: true, Sync: true, Clusters: []ClusterStatus{{Name: "box-2", Parent: "region-eu", Phase: "Connected", Tags: map[string]string{"site": "a"}}},
 			Removed: []string{"box-3"}, Revoked: map[string]time.Time{"box-9": time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}},
+		// Desired sets as changes (capability 4).
+		&Desired{Revision: 9, Base: 8, BaseHash: "ab12", Hash: "cd34", Deployments: []Deployment{{Namespace: "default", Name: "hello", Targets: []string{"box-1"}}}, Removed: []string{"default/old"}},
+		&Ack{Revision: 8, Resend: true},
 	}
 }
 
@@ -106,4 +110,37 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDesiredApply(t *testing.T) {
+	dep := func(name, data string) Deployment {
+		return Deployment{Namespace: "default", Name: name, Targets: []string{"box"}, Manifests: []json.RawMessage{json.RawMessage(`{"data":"` + data + `"}`)}}
+	}
+	held := &Desired{Revision: 4, Deployments: []Deployment{dep("a", "1"), dep("b", "1")}}
+	heldHash := DesiredHash(held.Deployments, nil)
+	want := []Deployment{dep("b", "2"), dep("c", "1")}
+	change := &Desired{Revision: 5, Base: 4, BaseHash: heldHash, Deployments: []Deployment{dep("c", "1"), dep("b", "2")}, Removed: []string{"default/a"}, Hash: DesiredHash(want, nil)}
+	got, err := change.Apply(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 5 || DesiredHash(got.Deployments, nil) != change.Hash || got.Deployments[0].Name != "b" {
+		t.Errorf("applied: %+v", got)
+	}
+	if whole := (&Desired{Revision: 9}); func() *Desired { d, _ := whole.Apply(nil); return d }() != whole {
+		t.Error("a whole set applies as itself")
+	}
+	for name, tc := range map[string]struct {
+		held   *Desired
+		change Desired
+	}{
+		"nothing held":   {nil, *change},
+		"other revision": {&Desired{Revision: 3, Deployments: held.Deployments}, *change},
+		"other content":  {&Desired{Revision: 4, Deployments: []Deployment{dep("a", "1")}}, *change},
+		"wrong result":   {held, Desired{Revision: 5, Base: 4, BaseHash: heldHash, Hash: "00"}},
+	} {
+		if _, err := tc.change.Apply(tc.held); !errors.Is(err, ErrBaseMismatch) {
+			t.Errorf("%s: err = %v, want ErrBaseMismatch", name, err)
+		}
+	}
 }

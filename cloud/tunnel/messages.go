@@ -4,6 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -66,13 +70,59 @@ type Welcome struct {
 	Siblings []string `json:"siblings,omitempty"`
 }
 
-// Desired is the desired set for the child's subtree at a revision.
+// Desired is the desired set for the child's subtree at a revision,
+// whole, or (capability 4) as a change to the set the child holds.
 type Desired struct {
 	Revision    int64        `json:"revision"`
 	Deployments []Deployment `json:"deployments"`
 	// Revoked are the tree's revoked clusters with when each was revoked:
-	// certificates issued before then are refused at every level.
+	// certificates issued before then are refused at every level. They
+	// always come whole.
 	Revoked map[string]time.Time `json:"revoked,omitempty"`
+
+	// Base, when not zero, makes this a change to the set held at
+	// revision Base, whose hash is BaseHash: Deployments are the ones
+	// added or changed, Removed the keys (namespace/name) of the ones
+	// gone, and Hash the hash of the set that results. A child that
+	// cannot apply it answers with an Ack asking for the whole set.
+	Base     int64    `json:"base,omitempty"`
+	BaseHash string   `json:"baseHash,omitempty"`
+	Removed  []string `json:"removed,omitempty"`
+	Hash     string   `json:"hash,omitempty"`
+}
+
+// ErrBaseMismatch means a change to a desired set does not apply to the
+// set held.
+var ErrBaseMismatch = errors.New("the change is to a desired set other than the one held")
+
+// Apply returns the whole set d makes of held: d itself when it is whole,
+// else held with d's changes, checked against d's hashes.
+func (d *Desired) Apply(held *Desired) (*Desired, error) {
+	if d.Base == 0 {
+		return d, nil
+	}
+	if held == nil || held.Revision != d.Base || DesiredHash(held.Deployments, held.Revoked) != d.BaseHash {
+		return nil, ErrBaseMismatch
+	}
+	byKey := make(map[string]Deployment, len(held.Deployments)+len(d.Deployments))
+	for _, dep := range held.Deployments {
+		byKey[dep.Key()] = dep
+	}
+	for _, dep := range d.Deployments {
+		byKey[dep.Key()] = dep
+	}
+	for _, k := range d.Removed {
+		delete(byKey, k)
+	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	deps := make([]Deployment, 0, len(keys))
+	for _, k := range keys {
+		deps = append(deps, byKey[k])
+	}
+	if DesiredHash(deps, d.Revoked) != d.Hash {
+		return nil, fmt.Errorf("%w: the result's hash differs", ErrBaseMismatch)
+	}
+	return &Desired{Revision: d.Revision, Deployments: deps, Revoked: d.Revoked}, nil
 }
 
 // DesiredHash identifies a desired set by content. Both ends compute it
@@ -97,9 +147,22 @@ type Deployment struct {
 	Manifests []json.RawMessage `json:"manifests"`
 }
 
+// Key names a deployment in its set: namespace/name. Sets are sorted by it.
+func (d Deployment) Key() string { return d.Namespace + "/" + d.Name }
+
+// PartHash identifies one deployment of a set by content, to tell which
+// changed between two sets.
+func (d Deployment) PartHash() string {
+	b, _ := json.Marshal(d)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
 // Ack says which revision of desired state the child now holds.
 type Ack struct {
 	Revision int64 `json:"revision"`
+	// Resend asks for the whole set: a change did not apply (cap 4).
+	Resend bool `json:"resend,omitempty"`
 }
 
 // Status reports the child's subtree as changes to what it reported

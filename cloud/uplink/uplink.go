@@ -500,10 +500,21 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 				welcomed(m)
 				connected()
 			case *tunnel.Desired:
-				if err := u.cfg.Store.SaveDesired(ctx, m); err != nil {
+				whole, err := m.Apply(held)
+				if err != nil {
+					// Not the set this change was made for: ask for all of it.
+					u.cfg.Log.Warn("desired state change did not apply; asking for the whole set", "revision", m.Revision, "err", err)
+					if err := out.Send(&tunnel.Ack{Revision: base.Revision, Resend: true}); err != nil {
+						fail(PhaseDisconnected, closeReason(conn, err))
+						return id, nil
+					}
+					continue
+				}
+				if err := u.cfg.Store.SaveDesired(ctx, whole); err != nil {
 					fail(PhaseDisconnected, fmt.Errorf("keep desired state: %w", err))
 					return id, nil
 				}
+				held = whole
 				base.Revision = m.Revision
 				if err := out.Send(&tunnel.Ack{Revision: m.Revision}); err != nil {
 					fail(PhaseDisconnected, closeReason(conn, err))
