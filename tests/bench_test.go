@@ -130,14 +130,14 @@ spec:
   clusterSelector: {names: [bench-1]}
   manifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: bench}, data: {n: "0"}}]
 `, "apply", "-f", "-")
-	_, str, _, err := ch.connect(b, c.tunnel)
+	e, err := ch.connect(b, c.tunnel)
 	if err != nil {
 		b.Fatal(err)
 	}
+	str, r := e.str, e.r
 	str.SetReadDeadline(time.Time{}) // connect set one for the Welcome
 	arrivals := make(chan int64, 16)
 	go func() {
-		r := tunnel.NewReader(str)
 		for {
 			m, err := r.Read()
 			if err != nil {

@@ -17,7 +17,9 @@ import (
 // TestDesiredGoesAsChanges checks that a parent sends a child only what
 // changed in its desired set: after a reconnect, for the set the child's
 // Hello names, and within a session; and the whole set when the child
-// holds another one or asks for it.
+// holds another one or asks for it. After a reconnect the parent also
+// tells the child the last frame of its report it applied, for the child
+// to go on from (the child's side is tested in cloud/uplink).
 func TestDesiredGoesAsChanges(t *testing.T) {
 	builtBinary(t, "kube")
 	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t))
@@ -75,29 +77,41 @@ spec:
 	}
 
 	// First connect: the whole set.
-	conn, str, _, err := ch.connectWith(t, c.tunnel, hello())
+	e, err := ch.connectWith(t, c.tunnel, hello())
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn, str, r := e.conn, e.str, e.r
 	str.SetReadDeadline(time.Now().Add(30 * time.Second))
-	r := tunnel.NewReader(str)
 	if d := next(r); d.Base != 0 || !slices.Equal(keys(d.Deployments), []string{"default/alpha", "default/beta"}) {
 		t.Fatalf("first set: base %d, %v; want whole, alpha and beta", d.Base, keys(d.Deployments))
 	}
 	tunnel.WriteFrame(str, &tunnel.Ack{Revision: held.Revision})
+	// Its report, frame 1 of epoch 42; the parent will say it has it.
+	mark := tunnel.ReportMark{Epoch: 42, Seq: 1}
+	tunnel.WriteFrame(str, &tunnel.Status{Reset: true, Sync: true, Mark: mark, Deployments: []tunnel.DeploymentStatus{
+		{Namespace: "default", Name: "alpha", Cluster: "differ", Revision: held.Revision, Phase: "Received"},
+	}})
+	eventually(t, "the report applied", 30*time.Second, func() bool {
+		_, _, clusters := cdStatusOf(t, c.kubeconfig, "alpha")
+		return clusters == "differ=Received"
+	}, func() string { _, _, clusters := cdStatusOf(t, c.kubeconfig, "alpha"); return clusters })
 	conn.CloseWithError(0, "")
 
 	// Offline: beta changes, gamma comes. After the reconnect only those
 	// two travel, as changes to the set the child holds (in one frame or
 	// two, as the parent sees them).
 	mustKubectl(t, c.kubeconfig, cd("beta", "moin")+"---"+cd("gamma", "ciao"), "apply", "-f", "-")
-	conn, str, _, err = ch.connectWith(t, c.tunnel, hello())
+	e, err = ch.connectWith(t, c.tunnel, hello())
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn, str, r = e.conn, e.str, e.r
 	defer conn.CloseWithError(0, "")
+	if e.welcome.Report != mark {
+		t.Errorf("Welcome.Report = %+v, want %+v: the last report frame the parent applied", e.welcome.Report, mark)
+	}
 	str.SetReadDeadline(time.Now().Add(30 * time.Second))
-	r = tunnel.NewReader(str)
 	for {
 		base := held.Revision
 		d := next(r)
@@ -131,14 +145,14 @@ spec:
 	mustKubectl(t, c.kubeconfig, cd("delta", "hei"), "apply", "-f", "-")
 	stranger := &tunnel.Desired{Revision: held.Revision, Deployments: []tunnel.Deployment{{Namespace: "default", Name: "other"}}}
 	held = stranger
-	conn, str, _, err = ch.connectWith(t, c.tunnel, hello())
+	e, err = ch.connectWith(t, c.tunnel, hello())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseWithError(0, "")
-	str.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer e.conn.CloseWithError(0, "")
+	e.str.SetReadDeadline(time.Now().Add(30 * time.Second))
 	held = nil
-	if d := next(tunnel.NewReader(str)); d.Base != 0 || !slices.Equal(keys(d.Deployments), []string{"default/beta", "default/delta", "default/gamma"}) {
+	if d := next(e.r); d.Base != 0 || !slices.Equal(keys(d.Deployments), []string{"default/beta", "default/delta", "default/gamma"}) {
 		t.Fatalf("unknown held set: base %d, %v; want the whole set", d.Base, keys(d.Deployments))
 	}
 }

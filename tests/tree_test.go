@@ -1,79 +1,41 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ote-edge/ote/appliance/state"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cloud/uplink"
 )
 
-// memStore keeps a leaf's uplink records in memory: the box controller's
-// code (uplink.Run) without a box around it.
-type memStore struct {
-	mu      sync.Mutex
-	id      *uplink.Identity
-	desired *tunnel.Desired
-	report  uplink.Report
-}
-
-func (m *memStore) Identity(context.Context) (uplink.Identity, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.id == nil {
-		return uplink.Identity{}, false, nil
-	}
-	return *m.id, true, nil
-}
-
-func (m *memStore) SaveIdentity(_ context.Context, id uplink.Identity) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.id = &id
-	return nil
-}
-
-func (m *memStore) Desired(context.Context) (*tunnel.Desired, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.desired, nil
-}
-
-func (m *memStore) SaveDesired(_ context.Context, d *tunnel.Desired) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.desired = d
-	return nil
-}
-
-func (m *memStore) Report(_ context.Context, r uplink.Report) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.report = r
-	return nil
-}
-
-func (m *memStore) state() (uplink.Report, *tunnel.Desired) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.report, m.desired
-}
-
-// leaf is a box controller run in the test process.
+// leaf is a box of the tree: ote init, with its state, controller and
+// status page, under its own root.
 type leaf struct {
 	name, region string
 	tags         string
-	store        *memStore
+	box          *box
+	root         string
+}
+
+// state is the leaf's uplink as its status page shows it, and the desired
+// set it holds in its local state (nil before any).
+func (l *leaf) state() (state.Uplink, *tunnel.Desired) {
+	r, _ := l.box.status()
+	var d *tunnel.Desired
+	if held := heldDesiredIfAny(l.root); held != "" {
+		d = &tunnel.Desired{}
+		json.Unmarshal([]byte(held), d)
+	}
+	return r.Uplink, d
 }
 
 func freeUDPAddr(t testing.TB) string {
@@ -171,10 +133,9 @@ func TestTreeOfLevels(t *testing.T) {
 		startRegion(r)
 	}
 
-	// Leaves: half in berlin, half in paris, under each region.
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	// Leaves: half in berlin, half in paris, under each region; each a
+	// box (ote init) that notices a silent parent after 3s and looks for
+	// its own every second when it is on an alternate.
 	var leaves []*leaf
 	for _, r := range regions {
 		tok := tokenFile(t, r.c.kubeconfig, r.listen, "", "--uses", "0")
@@ -183,19 +144,15 @@ func TestTreeOfLevels(t *testing.T) {
 			if i%2 == 1 {
 				site = "paris"
 			}
-			l := &leaf{name: fmt.Sprintf("%s-%02d", r.name[len(r.name)-1:], i), region: r.name, tags: "site=" + site + "-" + r.name, store: &memStore{}}
-			file := filepath.Join(t.TempDir(), "enroll.yaml")
+			l := &leaf{name: fmt.Sprintf("%s-%02d", r.name[len(r.name)-1:], i), region: r.name, tags: "site=" + site + "-" + r.name, root: t.TempDir()}
 			b, _ := os.ReadFile(tok)
-			os.WriteFile(file, fmt.Appendf(b, "name: %s\ntags: {site: %s-%s}\n", l.name, site, r.name), 0o600)
+			writeBootFile(t, l.root, "enroll.yaml", fmt.Sprintf("%sname: %s\ntags: {site: %s-%s}\n", b, l.name, site, r.name))
+			writeBootFile(t, l.root, "config.yaml", "uplink: {lostAfter: 3s, returnEvery: 1s}\n")
 			leaves = append(leaves, l)
-			wg.Go(func() {
-				uplink.Run(ctx, uplink.Config{
-					EnrollFile: file, DeviceID: l.name, AgentVersion: "test", Store: l.store,
-					Log:         slog.New(slog.DiscardHandler),
-					ReturnEvery: time.Second,
-				})
-			})
 		}
+	}
+	for _, l := range leaves {
+		l.box = startBox(t, l.root)
 	}
 	all := len(leaves) + len(regions)
 
@@ -225,8 +182,8 @@ func TestTreeOfLevels(t *testing.T) {
 	leafStates := func() string {
 		var s []string
 		for _, l := range leaves {
-			r, _ := l.store.state()
-			s = append(s, fmt.Sprintf("%s: %s via %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.LastError))
+			r, _ := l.state()
+			s = append(s, fmt.Sprintf("%s: %s via %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.Error))
 		}
 		return strings.Join(s, "\n")
 	}
@@ -261,7 +218,7 @@ spec:
 	}
 	slices.Sort(berlins)
 	holds := func(l *leaf, dep string) bool {
-		_, d := l.store.state()
+		_, d := l.state()
 		if d == nil {
 			return false
 		}
@@ -328,7 +285,7 @@ spec:
 	// Stop region-a: its leaves fail over (to region-b, the first
 	// alternate), and the root's status stays complete.
 	for _, l := range leaves {
-		if r, _ := l.store.state(); len(r.Alternates) == 0 {
+		if r, _ := l.state(); len(r.Alternates) == 0 {
 			t.Fatalf("%s learned no alternates: %+v", l.name, r)
 		}
 	}
@@ -346,7 +303,7 @@ spec:
 	}
 	eventually(t, "region-a's leaves connected elsewhere", 30*time.Second, func() bool {
 		for _, l := range leaves {
-			if r, _ := l.store.state(); r.Phase != uplink.PhaseConnected || r.Parent == "region-a" {
+			if r, _ := l.state(); r.Phase != uplink.PhaseConnected || r.Parent == "region-a" {
 				return false
 			}
 		}
@@ -356,8 +313,8 @@ spec:
 	eventually(t, "the root's view after the failover", 60*time.Second, topology(root.kubeconfig, all, failedOver), func() string {
 		var s []string
 		for _, l := range leaves {
-			r, _ := l.store.state()
-			s = append(s, fmt.Sprintf("%s: %s %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.LastError))
+			r, _ := l.state()
+			s = append(s, fmt.Sprintf("%s: %s %s %v %s", l.name, r.Phase, r.Parent, r.Alternates, r.Error))
 		}
 		return fmt.Sprint(edgeClusters(t, root.kubeconfig), edgeClusters(t, regions[1].c.kubeconfig), s)
 	})
@@ -377,11 +334,45 @@ spec:
 	victim := leaves[len(leaves)-1]
 	mustKubectl(t, root.kubeconfig, "", "delete", "ec", victim.name)
 	eventually(t, "the revocation at "+victim.region, 30*time.Second, func() bool {
-		r, _ := victim.store.state()
-		return r.Phase != uplink.PhaseConnected && strings.Contains(r.LastError, "revoked") &&
+		r, _ := victim.state()
+		return r.Phase != uplink.PhaseConnected && strings.Contains(r.Error, "revoked") &&
 			edgeClusters(t, regions[1].c.kubeconfig)[victim.name].phase == "Revoked"
 	}, leafStates)
 	if _, ok := edgeClusters(t, root.kubeconfig)[victim.name]; ok {
 		t.Errorf("the root shows %s again after deleting it", victim.name)
 	}
+
+	// Kill region-b outright: nothing tells its leaves. They take it for
+	// lost after 3s of silence and fail over to region-a, and the root
+	// routes to them through region-a.
+	regions[1].c.cmd.Process.Signal(syscall.SIGKILL)
+	<-regions[1].c.exited
+	killed := time.Now()
+	orphans := func() []*leaf {
+		var out []*leaf
+		for _, l := range leaves {
+			if l.region == "region-b" && l != victim {
+				out = append(out, l)
+			}
+		}
+		return out
+	}()
+	eventually(t, "region-b's leaves connected elsewhere after it was killed", 60*time.Second, func() bool {
+		for _, l := range orphans {
+			if r, _ := l.state(); r.Phase != uplink.PhaseConnected || r.Parent != "region-a" {
+				return false
+			}
+		}
+		return true
+	}, leafStates)
+	t.Logf("region-b's leaves reconnected %v after it was killed", time.Since(killed).Round(10*time.Millisecond))
+	eventually(t, "the root's route to them through region-a", 60*time.Second, func() bool {
+		ecs := edgeClusters(t, root.kubeconfig)
+		for _, l := range orphans {
+			if v := ecs[l.name]; v.phase != "Connected" || v.nextHop != "region-a" {
+				return false
+			}
+		}
+		return true
+	}, func() string { return fmt.Sprint(edgeClusters(t, root.kubeconfig)) })
 }

@@ -67,35 +67,47 @@ func enroll(t testing.TB, addr string, tok token.Token, name string, tags map[st
 	return &child{key: key, cert: pair, ca: ca, name: resp.Cluster}, nil
 }
 
+// tunnelEnd is a test child's end of a tunnel: the control stream and
+// the one reader of it, and the Welcome read from it.
+type tunnelEnd struct {
+	conn    *quic.Conn
+	str     *quic.Stream
+	r       *tunnel.Reader
+	welcome *tunnel.Welcome
+}
+
 // connect opens the child's tunnel and exchanges Hello and Welcome.
-func (c *child) connect(t testing.TB, addr string) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
+func (c *child) connect(t testing.TB, addr string) (*tunnelEnd, error) {
 	t.Helper()
 	return c.connectWith(t, addr, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "test"})
 }
 
-// connectWith is connect with the given Hello.
-func (c *child) connectWith(t testing.TB, addr string, hello *tunnel.Hello) (*quic.Conn, *quic.Stream, *tunnel.Welcome, error) {
+// connectWith is connect with the given Hello. The stream has a read
+// deadline for the Welcome; later frames are read with e.r, which may
+// hold them already.
+func (c *child) connectWith(t testing.TB, addr string, hello *tunnel.Hello) (*tunnelEnd, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := quic.DialAddr(ctx, addr, tunnel.ClientTLS(c.cert, c.ca), tunnel.QUICConfig())
+	conn, err := quic.DialAddr(ctx, addr, tunnel.ClientTLS(c.cert, c.ca), tunnel.ChildQUICConfig(0))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	str, err := conn.OpenStreamSync(ctx)
+	e := &tunnelEnd{conn: conn}
+	if e.str, err = conn.OpenStreamSync(ctx); err != nil {
+		return e, err
+	}
+	if err := tunnel.WriteFrame(e.str, hello); err != nil {
+		return e, err
+	}
+	e.str.SetReadDeadline(time.Now().Add(15 * time.Second))
+	e.r = tunnel.NewReader(e.str)
+	m, err := e.r.Read()
 	if err != nil {
-		return conn, nil, nil, err
+		return e, err
 	}
-	if err := tunnel.WriteFrame(str, hello); err != nil {
-		return conn, str, nil, err
-	}
-	str.SetReadDeadline(time.Now().Add(15 * time.Second))
-	m, err := tunnel.NewReader(str).Read()
-	if err != nil {
-		return conn, str, nil, err
-	}
-	w, _ := m.(*tunnel.Welcome)
-	return conn, str, w, nil
+	e.welcome, _ = m.(*tunnel.Welcome)
+	return e, nil
 }
 
 // phase reads an EdgeCluster's status.phase with kubectl.
@@ -166,9 +178,9 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 		t.Errorf("an expired token = %v, want refused: token expired", err)
 	}
 
-	conn, str, welcome, err := box.connect(t, c.tunnel)
-	if err != nil || welcome == nil || welcome.Cluster != "box-1" || welcome.Parent != "root" {
-		t.Fatalf("connect = %+v, %v; want a Welcome for box-1 from root", welcome, err)
+	e, err := box.connect(t, c.tunnel)
+	if err != nil || e.welcome == nil || e.welcome.Cluster != "box-1" || e.welcome.Parent != "root" {
+		t.Fatalf("connect = %+v, %v; want a Welcome for box-1 from root", e, err)
 	}
 	waitPhase(t, c.kubeconfig, "box-1", "Connected")
 	if v := mustKubectl(t, c.kubeconfig, "", "get", "ec", "box-1", "-o", "jsonpath={.status.agentVersion}"); v != "test" {
@@ -177,9 +189,9 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 
 	// A frame above the size limit ends the connection, nothing more.
 	hdr := binary.AppendUvarint([]byte{byte(tunnel.TypeStatus)}, tunnel.MaxFrameSize+1)
-	str.Write(hdr)
+	e.str.Write(hdr)
 	select {
-	case <-conn.Context().Done():
+	case <-e.conn.Context().Done():
 	case <-time.After(10 * time.Second):
 		t.Error("the parent kept a connection that sent an oversized frame")
 	}
@@ -190,30 +202,30 @@ func TestTunnelEnrollAndConnect(t *testing.T) {
 	forger := *box
 	self, _ := pki.NewCA("box-1")
 	forger.cert = tlsPair(t, self.CertPEM, self.Key)
-	if _, _, _, err := forger.connect(t, c.tunnel); err == nil {
+	if _, err := forger.connect(t, c.tunnel); err == nil {
 		t.Error("a self-signed certificate for box-1 was accepted")
 	}
 	foreign, _ := pki.NewCA("foreign")
 	fcert, fkey, _ := foreign.Issue(pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
 	forger.cert, _ = tls.X509KeyPair(fcert, fkey)
-	if _, _, _, err := forger.connect(t, c.tunnel); err == nil {
+	if _, err := forger.connect(t, c.tunnel); err == nil {
 		t.Error("a certificate from a foreign CA was accepted")
 	}
 
 	// Reconnect, then delete the EdgeCluster: the tunnel closes and the
 	// cluster is refused from then on.
-	conn, _, _, err = box.connect(t, c.tunnel)
+	e, err = box.connect(t, c.tunnel)
 	if err != nil {
 		t.Fatalf("reconnect: %v", err)
 	}
 	waitPhase(t, c.kubeconfig, "box-1", "Connected")
 	mustKubectl(t, c.kubeconfig, "", "delete", "ec", "box-1")
 	select {
-	case <-conn.Context().Done():
+	case <-e.conn.Context().Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("deleting the EdgeCluster did not close its tunnel")
 	}
-	if _, _, w, err := box.connect(t, c.tunnel); err == nil && w != nil {
+	if e, err := box.connect(t, c.tunnel); err == nil && e.welcome != nil {
 		t.Error("a deleted (revoked) cluster was welcomed back")
 	}
 }
@@ -255,11 +267,11 @@ spec:
   manifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: hello}}]
 `, "apply", "-f", "-")
 
-	_, str, _, err := liar.connect(t, c.tunnel)
+	e, err := liar.connect(t, c.tunnel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := tunnel.NewReader(str)
+	str, r := e.str, e.r
 	str.SetReadDeadline(time.Now().Add(20 * time.Second))
 	m, err := r.Read()
 	d, ok := m.(*tunnel.Desired)

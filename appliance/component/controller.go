@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ote-edge/ote/appliance/backoff"
+	"github.com/ote-edge/ote/appliance/config"
 	"github.com/ote-edge/ote/appliance/state"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cloud/uplink"
@@ -21,8 +22,15 @@ func runController(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := multicall.FlagSet("run controller", io.Discard)
 	enroll := fs.String("enroll", "", "enroll.yaml on the boot partition")
 	socket := fs.String("state", "", "unix socket of the state service")
+	configFile := fs.String("config", "", "config.yaml on the boot partition, for its uplink settings")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
+	}
+	// ote init has shown any error in the file already; the uplink runs
+	// with its defaults then.
+	conf, err := config.Load(*configFile)
+	if err != nil {
+		log.Warn("using the default uplink settings", "err", err)
 	}
 	st, err := state.Dial(*socket)
 	if err != nil {
@@ -44,6 +52,7 @@ func runController(ctx context.Context, args []string, log *slog.Logger) error {
 	return uplink.Run(ctx, uplink.Config{
 		EnrollFile: *enroll, DeviceID: dev.ID, AgentVersion: buildinfo.Version(),
 		Store: boxStore{st}, Log: log,
+		LostAfter: conf.Uplink.LostAfter, FailoverAfter: conf.Uplink.FailoverAfter, ReturnEvery: conf.Uplink.ReturnEvery,
 	})
 }
 

@@ -21,7 +21,22 @@ type Config struct {
 	Hostname string             `yaml:"hostname"`
 	Network  Network            `yaml:"network"`
 	Status   Status             `yaml:"status"`
+	Uplink   Uplink             `yaml:"uplink"`
 	Services map[string]Service `yaml:"services"`
+}
+
+// Uplink tunes how the box holds its tunnel to its parent; zero fields
+// take the defaults (see uplink.Config).
+type Uplink struct {
+	// LostAfter is how long the parent may stay silent before the box
+	// takes it for lost (default 30s).
+	LostAfter time.Duration `yaml:"lostAfter"`
+	// FailoverAfter is how long the box tries each alternate parent
+	// (default 2s).
+	FailoverAfter time.Duration `yaml:"failoverAfter"`
+	// ReturnEvery is how often the box, on an alternate, looks for its
+	// own parent (default 10s).
+	ReturnEvery time.Duration `yaml:"returnEvery"`
 }
 
 // Network configures the first wired interface (or Interface).
@@ -168,6 +183,18 @@ func (c *Config) validate(file string, root *yaml.Node) error {
 	if h := c.Status.PasswordHash; h != "" {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
 			return bad("not a bcrypt hash (make one with: htpasswd -nbBC 10 '' PASSWORD | cut -d: -f2)", "status", "passwordHash")
+		}
+	}
+	for _, d := range []struct {
+		field    string
+		v, least time.Duration
+	}{
+		{"lostAfter", c.Uplink.LostAfter, time.Second}, // keepalives go three times in it
+		{"failoverAfter", c.Uplink.FailoverAfter, 100 * time.Millisecond},
+		{"returnEvery", c.Uplink.ReturnEvery, 100 * time.Millisecond},
+	} {
+		if d.v != 0 && d.v < d.least {
+			return bad(fmt.Sprintf("%v is too short: give at least %v (or leave it out for the default)", d.v, d.least), "uplink", d.field)
 		}
 	}
 	names := make([]string, 0, len(c.Services))

@@ -27,6 +27,9 @@ services:
     env: [LEVEL=debug]
     restart: on-failure
     stopGrace: 2s
+uplink:
+  lostAfter: 10s
+  returnEvery: 1m
 `
 	c, err := Parse("config.yaml", []byte(in))
 	if err != nil {
@@ -37,6 +40,9 @@ services:
 	}
 	if s := c.Services["nodeagent"]; s.MemoryMax != 64<<20 || s.PidsMax != 100 || s.Restart != "on-failure" || s.StopGrace != 2*time.Second {
 		t.Errorf("services.nodeagent = %+v, want 64Mi, 100 pids, on-failure, 2s grace", s)
+	}
+	if u := c.Uplink; u.LostAfter != 10*time.Second || u.ReturnEvery != time.Minute || u.FailoverAfter != 0 {
+		t.Errorf("uplink = %+v, want 10s, default, 1m", u)
 	}
 }
 
@@ -60,6 +66,9 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"services:\n  x:\n    memoryMax: lots\n", `config.yaml:3: services.x.memoryMax: want a size such as 64Mi`},
 		{"services:\n  x:\n    pidsMax: many\n", `config.yaml:3: services.x.pidsMax: wrong type:`},
 		{"services:\n  x:\n    restart: sometimes\n", `config.yaml:3: services.x.restart: unknown restart policy "sometimes"`},
+		{"uplink:\n  lostAfter: 200ms\n", `config.yaml:2: uplink.lostAfter: 200ms is too short: give at least 1s`},
+		{"uplink:\n  returnEvery: -1s\n", `config.yaml:2: uplink.returnEvery: -1s is too short`},
+		{"uplink:\n  failoverAfter: soon\n", `config.yaml:2: uplink.failoverAfter: `},
 		{"hostname: [a\n", `config.yaml:1: `},
 		{"- a\n- b\n", `config.yaml:1: want a mapping`},
 	}

@@ -23,7 +23,7 @@ func builtinServices(p Paths, self string, asPID1 bool) []supervisor.Service {
 	}
 	services = append(services, supervisor.Service{
 		Name:      "controller",
-		Argv:      []string{self, "run", "controller", "--enroll", p.EnrollFile(), "--state", p.StateSocket()},
+		Argv:      []string{self, "run", "controller", "--enroll", p.EnrollFile(), "--state", p.StateSocket(), "--config", p.ConfigFile()},
 		After:     []string{"state"},
 		MemoryMax: 64 << 20,
 	})

@@ -29,12 +29,15 @@ import (
 
 // Config configures a Controller.
 type Config struct {
-	Listen  string // UDP address of the QUIC listener, e.g. :7443
-	Name    string // this level's name, told to children as their parent
-	CA      *pki.CA
-	Tokens  enrollment.Store
-	Dynamic dynamic.Interface
-	Log     *slog.Logger
+	Listen string // UDP address of the QUIC listener, e.g. :7443
+	Name   string // this level's name, told to children as their parent
+	CA     *pki.CA
+	// ResetKey makes the tunnel's stateless resets; keep it across
+	// restarts (enrollment.Store.ResetKey).
+	ResetKey [32]byte
+	Tokens   enrollment.Store
+	Dynamic  dynamic.Interface
+	Log      *slog.Logger
 	// CertValidity is how long enrolled identities are valid; default 90 days.
 	CertValidity time.Duration
 	// RenewGrace is how long past expiry a cluster may still renew with
@@ -48,24 +51,27 @@ type Controller struct {
 	ca       atomic.Pointer[pki.CA]
 	server   atomic.Pointer[tls.Certificate]
 	registry *registry
+	tr       *quic.Transport
 	ln       *quic.Listener
 	caHash   [32]byte
 
-	sync *syncer
+	sync    *syncer
+	statusq *statusQueue // the connected children's status writes
 
 	dirtyKick chan struct{}
 
 	mu         sync.Mutex
-	children   map[string]*session         // connected, by cluster name
-	sent       map[string]sentSet          // the desired set last sent, by cluster
-	claims     map[string]map[string]claim // by child: the clusters it reports below it
-	resetting  map[string]map[string]bool  // by child: clusters reported since its Reset
-	dirty      map[string]bool             // EdgeClusters to bring up to date
-	forgetting map[string]bool             // EdgeClusters this level deletes itself
-	revoked    map[string]time.Time        // cluster: certificates issued until then are refused
-	upParent   string                      // this level's parent, for alternates
-	upSiblings []string                    // where the parent's other level children serve
-	reportCh   chan struct{}               // closed and replaced when the report up changes
+	children   map[string]*session          // connected, by cluster name
+	sent       map[string]sentSet           // the desired set last sent, by cluster
+	claims     map[string]map[string]claim  // by child: the clusters it reports below it
+	resetting  map[string]map[string]bool   // by child: clusters reported since its Reset
+	reported   map[string]tunnel.ReportMark // by child: its last Status frame applied
+	dirty      map[string]bool              // EdgeClusters to bring up to date
+	forgetting map[string]bool              // EdgeClusters this level deletes itself
+	revoked    map[string]time.Time         // cluster: certificates issued until then are refused
+	upParent   string                       // this level's parent, for alternates
+	upSiblings []string                     // where the parent's other level children serve
+	reportCh   chan struct{}                // closed and replaced when the report up changes
 }
 
 // session is a connected child.
@@ -117,15 +123,9 @@ func (s sentSet) changeTo(next sentSet, set []tunnel.Deployment, revoked map[str
 	return d
 }
 
-// ErrCodes of QUIC application closes.
-const (
-	codeNormal   quic.ApplicationErrorCode = 0
-	codeRefused  quic.ApplicationErrorCode = 1
-	codeProtocol quic.ApplicationErrorCode = 2
-	codeReplaced quic.ApplicationErrorCode = 3
-	codeRevoked  quic.ApplicationErrorCode = 4
-	codeShutdown quic.ApplicationErrorCode = 5
-)
+// statusWorkers is how many status writes of connected children are in
+// flight at once.
+const statusWorkers = 8
 
 // Listen creates the Controller and binds its UDP port; Run serves.
 func Listen(cfg Config) (*Controller, error) {
@@ -147,6 +147,7 @@ func Listen(cfg Config) (*Controller, error) {
 		sent:       map[string]sentSet{},
 		claims:     map[string]map[string]claim{},
 		resetting:  map[string]map[string]bool{},
+		reported:   map[string]tunnel.ReportMark{},
 		dirty:      map[string]bool{},
 		forgetting: map[string]bool{},
 		revoked:    map[string]time.Time{},
@@ -155,17 +156,18 @@ func Listen(cfg Config) (*Controller, error) {
 	if err := c.SetCA(cfg.CA); err != nil {
 		return nil, err
 	}
+	c.statusq = newStatusQueue(c.registry.setStatus, cfg.Log)
 	c.registry.onChange = c.reportChanged
 	c.registry.onDelete = c.deleted
 	c.sync.onRecord = c.reportChanged
 	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
 	tlsConf.Certificates = nil
 	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.server.Load(), nil }
-	ln, err := quic.ListenAddr(cfg.Listen, tlsConf, tunnel.QUICConfig())
+	tr, ln, err := tunnel.Listen(cfg.Listen, tlsConf, cfg.ResetKey)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	c.ln = ln
+	c.tr, c.ln = tr, ln
 	return c, nil
 }
 
@@ -215,10 +217,15 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer c.ln.Close()
-	defer c.closeAll() // first: tell the children before the socket goes
+	var wg, conns sync.WaitGroup
+	defer func() {
+		c.closeAll() // first: tell the children before the socket goes
+		c.tr.Close()
+		conns.Wait()
+		wg.Wait()
+		c.statusq.flush(10 * time.Second) // their Disconnected
+	}()
+	wg.Go(func() { c.statusq.run(ctx, statusWorkers) })
 	wg.Go(func() { c.registry.watch(ctx) })
 	wg.Go(func() { c.sync.watch(ctx) })
 	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
@@ -236,14 +243,14 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		wg.Go(func() {
+		conns.Go(func() {
 			switch conn.ConnectionState().TLS.NegotiatedProtocol {
 			case tunnel.ALPNEnroll:
 				c.serveEnroll(ctx, conn)
 			case tunnel.ALPN:
 				c.serveChild(ctx, conn)
 			default:
-				conn.CloseWithError(codeProtocol, "unknown protocol")
+				conn.CloseWithError(tunnel.CloseProtocol, "unknown protocol")
 			}
 		})
 	}
@@ -259,7 +266,7 @@ func (c *Controller) closeAll() {
 	}
 	c.mu.Unlock()
 	for _, conn := range conns {
-		conn.CloseWithError(codeShutdown, "parent shutting down")
+		conn.CloseWithError(tunnel.CloseShutdown, "parent shutting down")
 	}
 }
 
@@ -273,7 +280,7 @@ func (c *Controller) reportChanged() {
 
 // serveEnroll answers one enrollment request.
 func (c *Controller) serveEnroll(ctx context.Context, conn *quic.Conn) {
-	defer conn.CloseWithError(codeNormal, "")
+	defer conn.CloseWithError(tunnel.CloseNormal, "")
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	str, err := conn.AcceptStream(ctx)
@@ -367,7 +374,7 @@ func (c *Controller) enroll(ctx context.Context, req *tunnel.EnrollRequest, remo
 func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	peers := conn.ConnectionState().TLS.PeerCertificates
 	if len(peers) == 0 {
-		conn.CloseWithError(codeRefused, "a client certificate is required")
+		conn.CloseWithError(tunnel.CloseRefused, "a client certificate is required")
 		return
 	}
 	cert := peers[0]
@@ -378,14 +385,14 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	c.mu.Unlock()
 	if revoked {
 		log.Warn("refused: revoked")
-		conn.CloseWithError(codeRevoked, "cluster "+name+" was revoked")
+		conn.CloseWithError(tunnel.CloseRevoked, "cluster "+name+" was revoked")
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	str, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
-		conn.CloseWithError(codeProtocol, "no control stream")
+		conn.CloseWithError(tunnel.CloseProtocol, "no control stream")
 		return
 	}
 	str.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -393,7 +400,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	m, err := r.Read()
 	hello, ok := m.(*tunnel.Hello)
 	if err != nil || !ok {
-		conn.CloseWithError(codeProtocol, "want Hello: "+errOr(err, fmt.Sprintf("got %T", m)))
+		conn.CloseWithError(tunnel.CloseProtocol, "want Hello: "+errOr(err, fmt.Sprintf("got %T", m)))
 		return
 	}
 	str.SetReadDeadline(time.Time{})
@@ -405,7 +412,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		if cert.CheckSignatureFrom(c.ca.Load().Cert) == nil {
 			// Enrolled here, and its EdgeCluster is gone: deleted.
 			log.Warn("refused: not registered (deleted or revoked)")
-			conn.CloseWithError(codeRevoked, "cluster "+name+" is not registered (deleted or revoked)")
+			conn.CloseWithError(tunnel.CloseRevoked, "cluster "+name+" is not registered (deleted or revoked)")
 			return
 		}
 		// Enrolled elsewhere in the tree: a visitor, after a failover.
@@ -418,7 +425,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	}
 	if err != nil {
 		log.Warn("refused: registry", "err", err)
-		conn.CloseWithError(codeRefused, "registry unavailable, try again")
+		conn.CloseWithError(tunnel.CloseRefused, "registry unavailable, try again")
 		return
 	}
 	if e, ok := c.registry.get(name); ok && e.parent != "" {
@@ -433,7 +440,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	welcome := c.welcomeLocked(name, capv)
 	c.mu.Unlock()
 	if old != nil {
-		old.conn.CloseWithError(codeReplaced, "replaced by a newer connection")
+		old.conn.CloseWithError(tunnel.CloseReplaced, "replaced by a newer connection")
 	}
 	defer c.detach(s, visitor)
 	if err := s.out.Send(welcome); err != nil {
@@ -471,15 +478,15 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 				}
 				continue
 			}
-			c.acked(ctx, name, m.Revision)
+			c.acked(name, m.Revision)
 		case *tunnel.Status:
 			c.status(ctx, name, m, log)
 		case *tunnel.Renew:
 			if err := s.out.Send(c.renew(ctx, name, cert.IsCA, m, log)); err != nil {
-				conn.CloseWithError(codeProtocol, "write: "+err.Error())
+				conn.CloseWithError(tunnel.CloseProtocol, "write: "+err.Error())
 			}
 		default:
-			conn.CloseWithError(codeProtocol, fmt.Sprintf("unexpected %T from a child", m))
+			conn.CloseWithError(tunnel.CloseProtocol, fmt.Sprintf("unexpected %T from a child", m))
 		}
 	}
 	log.Info("disconnected", "reason", context.Cause(conn.Context()))
@@ -521,11 +528,10 @@ func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.
 			pending["desiredRevision"], pending["desiredHash"] = next.revision, hash
 		}
 		if pending != nil {
-			if err := c.registry.setStatus(ctx, s.name, pending); err != nil {
-				log.Warn("status", "err", err)
-				backoff.Sleep(ctx, time.Second)
-				continue
-			}
+			// Queued: a set goes out before its mark is written. A parent
+			// that restarts in between reads an older mark than the
+			// child's, and numbers its next set above the child's.
+			c.statusq.set(s.name, pending)
 			pending = nil
 		}
 		mark = next
@@ -569,8 +575,8 @@ func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, map[string]t
 }
 
 // acked credits a child's acknowledgement of a revision.
-func (c *Controller) acked(ctx context.Context, name string, rev int64) {
-	c.registry.setStatus(ctx, name, map[string]any{"ackedRevision": rev, "lastSeen": now()})
+func (c *Controller) acked(name string, rev int64) {
+	c.statusq.set(name, map[string]any{"ackedRevision": rev, "lastSeen": now()})
 	c.mu.Lock()
 	sent := c.sent[name]
 	c.mu.Unlock()
@@ -609,6 +615,11 @@ func (c *Controller) status(ctx context.Context, name string, st *tunnel.Status,
 		}
 		c.sync.record(d.Namespace+"/"+d.Name, d.Cluster, clusterState{Phase: d.Phase, Revision: d.Revision, Message: d.Message})
 	}
+	if st.Mark.Epoch != 0 {
+		c.mu.Lock()
+		c.reported[name] = st.Mark
+		c.mu.Unlock()
+	}
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
@@ -624,7 +635,7 @@ func (c *Controller) detach(s *session, visitor bool) {
 	}
 	revoked := c.revokedLocked(s.name, s.cert)
 	c.mu.Unlock()
-	s.conn.CloseWithError(codeNormal, "")
+	s.conn.CloseWithError(tunnel.CloseNormal, "")
 	if !current {
 		return
 	}
@@ -632,20 +643,18 @@ func (c *Controller) detach(s *session, visitor bool) {
 		c.welcomeAll()
 	}
 	c.childGone(s.name)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var err error
 	switch {
 	case visitor && !revoked:
 		c.forget(s.name)
-		err = c.registry.delete(ctx, s.name)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.registry.delete(ctx, s.name); err != nil {
+			c.cfg.Log.Warn("forget a visitor", "cluster", s.name, "err", err)
+		}
 	case revoked:
-		err = c.registry.setStatus(ctx, s.name, map[string]any{"phase": "Revoked"})
+		c.statusq.set(s.name, map[string]any{"phase": "Revoked"})
 	default:
-		err = c.registry.setStatus(ctx, s.name, map[string]any{"phase": "Disconnected"})
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
-		c.cfg.Log.Warn("status", "cluster", s.name, "err", err)
+		c.statusq.set(s.name, map[string]any{"phase": "Disconnected"})
 	}
 }
 
@@ -656,6 +665,7 @@ func (c *Controller) deleted(name string) {
 	ours := c.forgetting[name]
 	delete(c.forgetting, name)
 	delete(c.sent, name)
+	delete(c.reported, name)
 	c.mu.Unlock()
 	if ours {
 		return

@@ -21,7 +21,7 @@ func (c *Controller) renew(ctx context.Context, name string, level bool, req *tu
 		log.Warn("renewal refused", "err", err)
 		return &tunnel.Renewed{Error: err.Error()}
 	}
-	c.registry.setStatus(ctx, name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
+	c.statusq.set(name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
 	log.Info("certificate renewed", "notAfter", notAfter)
 	return &tunnel.Renewed{Cert: certPEM}
 }
@@ -86,7 +86,7 @@ func (c *Controller) renewExpired(ctx context.Context, req *tunnel.EnrollRequest
 	if err != nil {
 		return refuse("%v", err)
 	}
-	c.registry.setStatus(ctx, name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
+	c.statusq.set(name, map[string]any{"certificateNotAfter": notAfter.UTC().Format(time.RFC3339)})
 	c.cfg.Log.Info("expired certificate renewed", "cluster", name, "expired", old.NotAfter)
 	return &tunnel.EnrollResponse{Cluster: name, Cert: certPEM, CA: ca.RootPEM}
 }

@@ -297,11 +297,11 @@ func (c *Controller) Revoke(ctx context.Context, revoked map[string]time.Time) {
 	}
 	for _, s := range closing {
 		c.cfg.Log.Info("revoked: closing tunnel", "cluster", s.name)
-		s.conn.CloseWithError(codeRevoked, "cluster "+s.name+" was revoked")
+		s.conn.CloseWithError(tunnel.CloseRevoked, "cluster "+s.name+" was revoked")
 	}
 	for _, name := range idle {
 		if e, ok := c.registry.get(name); ok && e.parent == "" && e.phase != "Revoked" {
-			c.registry.setStatus(ctx, name, map[string]any{"phase": "Revoked"})
+			c.statusq.set(name, map[string]any{"phase": "Revoked"})
 		}
 	}
 	c.markDirty(changed...)
@@ -350,6 +350,9 @@ func (c *Controller) SetUpstream(parent string, siblings []string) {
 // welcomeLocked is the Welcome for a child. c.mu is held.
 func (c *Controller) welcomeLocked(child string, capVersion int) *tunnel.Welcome {
 	w := &tunnel.Welcome{CapabilityVersion: capVersion, Cluster: child, Parent: c.cfg.Name}
+	if capVersion >= 4 {
+		w.Report = c.reported[child]
+	}
 	for name, s := range c.children {
 		if name != child && s.serves != "" {
 			w.Siblings = append(w.Siblings, s.serves)

@@ -7,6 +7,7 @@ package enrollment
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sort"
@@ -141,6 +142,41 @@ func (s Store) SaveLevelCA(ctx context.Context, ca *pki.CA) error {
 		return fmt.Errorf("store the level's CA: %w", err)
 	}
 	return nil
+}
+
+// resetKeySecretName holds the key of the tunnel's stateless resets.
+const resetKeySecretName = "ote-tunnel-reset-key"
+
+// ResetKey is the key this level's tunnel derives its stateless reset
+// tokens from, created at first start. It must outlive the process: a
+// restarted parent answers its old connections' packets with resets
+// made from it, so that children notice at once instead of timing out.
+func (s Store) ResetKey(ctx context.Context) ([32]byte, error) {
+	secrets := s.Client.CoreV1().Secrets(Namespace)
+	sec, err := secrets.Get(ctx, resetKeySecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if err := s.EnsureNamespace(ctx); err != nil {
+			return [32]byte{}, err
+		}
+		key := make([]byte, 32)
+		rand.Read(key)
+		sec = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: resetKeySecretName, Namespace: Namespace},
+			Data:       map[string][]byte{"key": key},
+		}
+		if _, err = secrets.Create(ctx, sec, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			return s.ResetKey(ctx) // another start made one first
+		}
+	}
+	var key [32]byte
+	if err != nil {
+		return key, fmt.Errorf("tunnel reset key: %w", err)
+	}
+	if len(sec.Data["key"]) != len(key) {
+		return key, fmt.Errorf("tunnel reset key: %s/%s holds %d bytes, want %d", Namespace, resetKeySecretName, len(sec.Data["key"]), len(key))
+	}
+	copy(key[:], sec.Data["key"])
+	return key, nil
 }
 
 // PutSecret creates or replaces a Secret in the ote-system namespace,

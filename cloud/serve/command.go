@@ -28,6 +28,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.EnrollFile, "enroll-file", "", "join a higher level as a lower level of its tree, with the enroll.yaml in `FILE` (a token made with --level)")
 	fs.StringVar(&cfg.Parent, "parent", "", "`HOST:PORT` of the higher level's tunnel (default: the server in --enroll-file)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "`HOST:PORT` where this level's tunnel is reached, for other levels' children (default: --listen when it names a host)")
+	fs.DurationVar(&cfg.LostAfter, "lost-after", 30*time.Second, "how long this level's parent may stay silent before it is taken for lost (a parent that stops or restarts is noticed at once)")
 	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
@@ -36,6 +37,12 @@ func Main(ctx context.Context, args []string) error {
 	}
 	if (cfg.DataDir == "") == (cfg.Kubeconfig == "") {
 		return fmt.Errorf("%w: give exactly one of --data-dir and --kubeconfig", multicall.ErrUsage)
+	}
+	if cfg.LostAfter < time.Second {
+		return fmt.Errorf("%w: --lost-after %v is too short: give at least 1s", multicall.ErrUsage, cfg.LostAfter)
+	}
+	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
+		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)
 	}
 	if cfg.Parent != "" && cfg.EnrollFile == "" {
 		return fmt.Errorf("%w: --parent needs --enroll-file with a token for that level", multicall.ErrUsage)

@@ -75,9 +75,9 @@ type Config struct {
 	// parent for the alternates of other levels' children; default: the
 	// bound address when it names a host.
 	Advertise string
-	// FailoverAfter and ReturnEvery tune the level's own uplink (see
-	// uplink.Config).
-	FailoverAfter, ReturnEvery time.Duration
+	// LostAfter, FailoverAfter and ReturnEvery tune the level's own
+	// uplink (see uplink.Config).
+	LostAfter, FailoverAfter, ReturnEvery time.Duration
 	// ProfilingListen, when set, serves net/http/pprof there.
 	ProfilingListen string
 	Log             *slog.Logger
@@ -130,7 +130,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 		up = uplink.Config{
 			EnrollFile: cfg.EnrollFile, Server: cfg.Parent, AgentVersion: buildinfo.Version(),
 			Store: level, Log: cfg.Log.With("uplink", true), Level: true,
-			FailoverAfter: cfg.FailoverAfter, ReturnEvery: cfg.ReturnEvery,
+			FailoverAfter: cfg.FailoverAfter, ReturnEvery: cfg.ReturnEvery, LostAfter: cfg.LostAfter,
 		}
 		id, err := uplink.Enroll(ctx, up)
 		if err != nil {
@@ -147,8 +147,12 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	if cfg.Listen == "" {
 		cfg.Listen = ":7443"
 	}
+	resetKey, err := tokens.ResetKey(ctx)
+	if err != nil {
+		return err
+	}
 	ctl, err := controller.Listen(controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
 		CertValidity: cfg.CertValidity,
 	})
 	if err != nil {

@@ -57,7 +57,7 @@ func loopbackPair(b *testing.B) (client, server *quic.Stream) {
 		}
 		accepted <- s
 	}()
-	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(cliCert, ca.Cert), QUICConfig())
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(cliCert, ca.Cert), ChildQUICConfig(0))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,8 +24,11 @@ import (
 //	   intermediate CA), subtree reports (Status with Reset/Sync and
 //	   removals), revocations both ways, alternates in Welcome, which
 //	   may come again mid-session, and the held set's hash in Hello.
-//	4 (2026-11-22): desired sets as changes to the set the child holds
-//	   (Desired.Base), and Ack.Resend for a change that did not apply.
+//	4 (2026-11-22): only changes after a reconnect, both ways: desired
+//	   sets as changes to the set the child holds (Desired.Base, and
+//	   Ack.Resend for a change that did not apply), and subtree reports
+//	   that go on from the last frame the parent applied (Status.Mark,
+//	   Welcome.Report).
 const CapabilityVersion = 4
 
 // MaxFrameSize bounds a frame's payload.
@@ -106,8 +109,10 @@ type Reader struct {
 	r *bufio.Reader
 }
 
-// NewReader returns a frame Reader on r.
-func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReader(r)} }
+// NewReader returns a frame Reader on r. Its buffer holds a frame's header
+// and small frames; larger payloads are read past it. A parent keeps one
+// per child, so it is small.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 512)} }
 
 // Read reads the next frame and decodes its payload into the message of
 // its type, returned as a pointer (*Hello, *Desired, ...).

@@ -36,6 +36,8 @@ func validFrames() []Message {
 		// Desired sets as changes (capability 4).
 		&Desired{Revision: 9, Base: 8, BaseHash: "ab12", Hash: "cd34", Deployments: []Deployment{{Namespace: "default", Name: "hello", Targets: []string{"box-1"}}}, Removed: []string{"default/old"}},
 		&Ack{Revision: 8, Resend: true},
+		&Welcome{CapabilityVersion: 4, Cluster: "box-1", Parent: "region-eu", Report: ReportMark{Epoch: 77, Seq: 3}},
+		&Status{Mark: ReportMark{Epoch: 77, Seq: 4}, Deployments: []DeploymentStatus{{Name: "hello", Cluster: "box-1", Revision: 9, Phase: "Received"}}},
 	}
 }
 

@@ -68,6 +68,17 @@ type Welcome struct {
 	// Siblings are where the parent's other level children serve: a
 	// level child's own children take them as alternates.
 	Siblings []string `json:"siblings,omitempty"`
+	// Report is the last Status frame of the child's that the parent
+	// applied (cap 4). A child that sent exactly that much to this parent
+	// goes on with changes; any other sends its whole report again.
+	Report ReportMark `json:"report,omitzero"`
+}
+
+// ReportMark names a Status frame: the report it belongs to, begun by a
+// Reset, and its number in that report's frames.
+type ReportMark struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   int64  `json:"seq"`
 }
 
 // Desired is the desired set for the child's subtree at a revision,
@@ -178,6 +189,8 @@ type Status struct {
 	Removed []string `json:"removed,omitempty"`
 	// Revoked are revocations made at or below the child.
 	Revoked map[string]time.Time `json:"revoked,omitempty"`
+	// Mark numbers the frame (cap 4); see Welcome.Report.
+	Mark ReportMark `json:"mark,omitzero"`
 }
 
 // ClusterStatus is one cluster below the child (never the child itself).

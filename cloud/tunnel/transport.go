@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -18,19 +19,70 @@ const (
 	ALPNEnroll = "ote-enroll/1"
 )
 
+// Application error codes a parent closes a tunnel with.
+const (
+	CloseNormal   quic.ApplicationErrorCode = 0
+	CloseRefused  quic.ApplicationErrorCode = 1 // try again later
+	CloseProtocol quic.ApplicationErrorCode = 2 // a frame out of place
+	CloseReplaced quic.ApplicationErrorCode = 3 // the child connected again
+	CloseRevoked  quic.ApplicationErrorCode = 4
+	CloseShutdown quic.ApplicationErrorCode = 5 // the parent is going away
+)
+
 // ServerName is the name every parent's certificate carries and every
 // child verifies, against the tree's CA: boxes reach their parents by
 // addresses (NAT, QEMU's 10.0.2.2) that no certificate could list.
 const ServerName = "ote-parent"
 
-// QUICConfig suits weak links: keepalives well inside NAT timeouts, and
-// an idle timeout long enough to ride out short outages.
+// QUICConfig is a parent's: an idle timeout long enough to ride out
+// short outages on weak links, and no keepalives of its own. Its children
+// send them (ChildQUICConfig), and any packet keeps a tunnel alive: with
+// many children, keepalives from both ends would double the packets for
+// nothing.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,
 		MaxIdleTimeout:       60 * time.Second,
-		KeepAlivePeriod:      15 * time.Second,
 	}
+}
+
+// ChildQUICConfig is a child's: it takes its parent for lost after
+// lostAfter without a packet from it (QUIC's idle timeout, of which the
+// smaller of both ends' applies; at most a minute), and sends keepalives
+// three times in that span, so that one lost keepalive costs nothing and
+// NAT bindings stay open. A parent that closes or restarts is noticed
+// sooner, by its close or by a stateless reset.
+func ChildQUICConfig(lostAfter time.Duration) *quic.Config {
+	c := QUICConfig()
+	if lostAfter > 0 && lostAfter < c.MaxIdleTimeout {
+		c.MaxIdleTimeout = lostAfter
+	}
+	c.KeepAlivePeriod = c.MaxIdleTimeout / 3
+	return c
+}
+
+// Listen binds a parent's tunnel on the UDP address addr. Its stateless
+// resets are made with resetKey, which should outlive the process: after
+// a restart, packets of connections it no longer knows are answered with
+// a reset that ends them at the child at once. Closing the Transport
+// closes the listener and the socket.
+func Listen(addr string, tlsConf *tls.Config, resetKey [32]byte) (*quic.Transport, *quic.Listener, error) {
+	udpAddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := quic.StatelessResetKey(resetKey)
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	ln, err := tr.Listen(tlsConf, QUICConfig())
+	if err != nil {
+		tr.Close()
+		return nil, nil, err
+	}
+	return tr, ln, nil
 }
 
 // ServerTLS is a parent's TLS: its certificate chain (leaf, then the tree
@@ -45,6 +97,10 @@ func ServerTLS(chain tls.Certificate, ca *x509.Certificate) *tls.Config {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		NextProtos:   []string{ALPN, ALPNEnroll},
 		MinVersion:   tls.VersionTLS13,
+		// Children keep one long connection and present their
+		// certificate on every handshake: a ticket per connection would
+		// cost the parent memory and signatures for nothing.
+		SessionTicketsDisabled: true,
 	}
 }
 

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"maps"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"time"
@@ -12,6 +13,26 @@ import (
 // maxReportEntries bounds the entries of one Status frame, far below the
 // frame size limit.
 const maxReportEntries = 1000
+
+// reportState is what a child reported to one parent: the frames sent in
+// the current report, numbered from its Reset, and the diff they leave.
+type reportState struct {
+	diff   reportDiff
+	epoch  uint64
+	seq    int64 // frames sent since the Reset
+	broken bool  // a frame failed to go: the diff is ahead of the parent
+}
+
+// resumes says whether a parent that applied up to mark holds all of this
+// report, so that changes can follow.
+func (rs *reportState) resumes(mark tunnel.ReportMark) bool {
+	return rs.epoch != 0 && !rs.broken && mark == tunnel.ReportMark{Epoch: rs.epoch, Seq: rs.seq}
+}
+
+// restart begins a new report: the next frames are the whole of it.
+func (rs *reportState) restart() {
+	*rs = reportState{epoch: rand.Uint64() | 1}
+}
 
 // reportDiff turns successive reports into Status frames: the first whole,
 // between Reset and Sync; later ones as changes to what was sent.

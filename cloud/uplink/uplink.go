@@ -112,6 +112,11 @@ type Config struct {
 	// OnWelcome is called with each Welcome and the address it came from.
 	OnWelcome func(server string, w *tunnel.Welcome)
 
+	// LostAfter is how long the parent may stay silent before the child
+	// takes it for lost and fails over (default 30s). A parent that
+	// closes the tunnel, or restarts, is noticed sooner: by its close, or
+	// by the stateless reset it answers the child's next keepalive with.
+	LostAfter time.Duration
 	// FailoverAfter bounds how long the child tries one alternate parent
 	// after losing its own; default 2s.
 	FailoverAfter time.Duration
@@ -141,6 +146,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		default:
 			u.connect(ctx, id)
+			if u.away {
+				continue // to an alternate at once
+			}
 		}
 		if u.bo.Wait(ctx) != nil {
 			break
@@ -160,6 +168,9 @@ func newLink(cfg Config) *link {
 	if cfg.Backoff.Min == 0 {
 		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
 	}
+	if cfg.LostAfter == 0 {
+		cfg.LostAfter = 30 * time.Second
+	}
 	if cfg.FailoverAfter == 0 {
 		cfg.FailoverAfter = 2 * time.Second
 	}
@@ -176,6 +187,12 @@ type link struct {
 	mu   sync.Mutex
 	// changed is closed and replaced when a box's held deployments change.
 	changed chan struct{}
+	// reports is what was reported to each parent, by server address, to
+	// go on from after a reconnect.
+	reports map[string]*reportState
+	// away says the last tunnel ended because its parent went away: it
+	// said so, or fell silent for LostAfter.
+	away bool
 }
 
 // report records r, keeping Since when the phase stays the same.
@@ -317,17 +334,22 @@ func (u *link) connect(ctx context.Context, id Identity) {
 	u.report(ctx, r)
 
 	// The cluster's own parent first; the alternates, each briefly, only
-	// when it does not answer.
+	// when it does not answer. A parent that went away is tried last:
+	// the child looks for it from the alternate meanwhile (lookHome).
 	tlsConf := tunnel.ClientTLS(pair, ca)
 	servers := append([]string{id.Server}, id.Alternates...)
+	if u.away && len(id.Alternates) > 0 {
+		servers = append(slices.Clone(id.Alternates), id.Server)
+	}
+	u.away = false
 	var errs []error
-	for i, server := range servers {
+	for _, server := range servers {
 		timeout := 20 * time.Second
 		if len(servers) > 1 {
 			timeout = u.cfg.FailoverAfter
 		}
 		dctx, cancel := context.WithTimeout(ctx, timeout)
-		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.QUICConfig())
+		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.ChildQUICConfig(u.cfg.LostAfter))
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("dial %s: %w", server, err))
@@ -335,9 +357,9 @@ func (u *link) connect(ctx context.Context, id Identity) {
 		}
 		for conn != nil {
 			var back *quic.Conn
-			id, back = u.hold(ctx, id, conn, server, i > 0, tlsConf, base)
+			id, back = u.hold(ctx, id, conn, server, server != id.Server, tlsConf, base)
 			base.Alternates = id.Alternates
-			conn, server, i = back, id.Server, 0 // back to its own parent
+			conn, server = back, id.Server // back to its own parent
 		}
 		return
 	}
@@ -348,7 +370,10 @@ func (u *link) connect(ctx context.Context, id Identity) {
 // for the cluster's own parent meanwhile and, when that answers, returns
 // the new connection to it. It returns the identity, as renewed.
 func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server string, alternate bool, tlsConf *tls.Config, base Report) (Identity, *quic.Conn) {
-	defer conn.CloseWithError(0, "")
+	defer func() {
+		u.away = parentAway(conn)
+		conn.CloseWithError(0, "")
+	}()
 	fail := func(phase string, err error) {
 		r := base
 		r.Phase, r.LastError = phase, err.Error()
@@ -435,8 +460,17 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 		}
 	}()
 	sctx, stopReports := context.WithCancel(conn.Context())
-	defer stopReports()
-	go u.reportUp(sctx, conn, out, id.Cluster)
+	reporting := make(chan struct{})
+	go func() {
+		defer close(reporting)
+		u.reportUp(sctx, conn, out, id.Cluster, u.reportTo(server), welcome)
+	}()
+	defer func() {
+		// The next tunnel to this parent goes on from this report.
+		stopReports()
+		conn.CloseWithError(0, "")
+		<-reporting
+	}()
 	back := make(chan *quic.Conn, 1)
 	if alternate {
 		go u.lookHome(sctx, id.Server, tlsConf, back)
@@ -532,7 +566,7 @@ func (u *link) hold(ctx context.Context, id Identity, conn *quic.Conn, server st
 func (u *link) lookHome(ctx context.Context, server string, tlsConf *tls.Config, back chan<- *quic.Conn) {
 	for backoff.Sleep(ctx, u.cfg.ReturnEvery) == nil {
 		dctx, cancel := context.WithTimeout(ctx, u.cfg.ReturnEvery)
-		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.QUICConfig())
+		conn, err := quic.DialAddr(dctx, server, tlsConf, tunnel.ChildQUICConfig(u.cfg.LostAfter))
 		cancel()
 		if err == nil {
 			back <- conn
@@ -575,18 +609,40 @@ func (u *link) snapshot(ctx context.Context, self string) (*tunnel.Status, <-cha
 	return st, ch, nil
 }
 
-// reportUp sends the parent the whole report once, then its changes,
-// until the tunnel ends.
-func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *tunnel.Writer, self string) {
-	var d reportDiff
+// reportTo is the record of what was reported to the parent at server.
+func (u *link) reportTo(server string) *reportState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.reports == nil {
+		u.reports = map[string]*reportState{}
+	}
+	rs := u.reports[server]
+	if rs == nil {
+		rs = &reportState{}
+		u.reports[server] = rs
+	}
+	return rs
+}
+
+// reportUp sends the parent the subtree report, then its changes, until
+// the tunnel ends. After a reconnect to a parent that applied every frame
+// sent to it before (Welcome.Report), only the changes since go; else the
+// whole report again.
+func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *tunnel.Writer, self string, rs *reportState, welcome *tunnel.Welcome) {
+	if welcome.CapabilityVersion < 4 || !rs.resumes(welcome.Report) {
+		rs.restart()
+	}
 	for {
 		st, changed, err := u.snapshot(ctx, self)
 		if err == nil {
-			for _, f := range d.frames(st) {
+			for _, f := range rs.diff.frames(st) {
+				f.Mark = tunnel.ReportMark{Epoch: rs.epoch, Seq: rs.seq + 1}
 				if err := out.Send(f); err != nil {
+					rs.broken = true // the diff is ahead of what went
 					conn.CloseWithError(0, "")
 					return
 				}
+				rs.seq++
 			}
 		}
 		select {
@@ -599,6 +655,21 @@ func (u *link) reportUp(ctx context.Context, conn *quic.Conn, out *tunnel.Writer
 			return
 		}
 	}
+}
+
+// parentAway says whether a tunnel ended because its parent went away:
+// it closed it saying so, or fell silent for the idle timeout. A parent
+// that restarted (a stateless reset) is back already.
+func parentAway(conn *quic.Conn) bool {
+	select {
+	case <-conn.Context().Done():
+	default:
+		return false
+	}
+	cause := context.Cause(conn.Context())
+	var app *quic.ApplicationError
+	var idle *quic.IdleTimeoutError
+	return (errors.As(cause, &app) && app.Remote && app.ErrorCode == tunnel.CloseShutdown) || errors.As(cause, &idle)
 }
 
 // closeReason prefers the parent's reason for closing the connection.

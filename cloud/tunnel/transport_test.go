@@ -1,0 +1,95 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ote-edge/ote/cloud/pki"
+)
+
+func testPair(t *testing.T, ca *pki.CA, req pki.Request) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// A parent that dies and comes back on the same port answers its old
+// connections' packets with stateless resets made from the same key: the
+// child learns at once that its tunnel is gone, long before its idle
+// timeout.
+func TestRestartedParentResetsOldConnections(t *testing.T) {
+	ca, err := pki.NewCA("test tree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := testPair(t, ca, pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
+	client := testPair(t, ca, pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	key := [32]byte{1, 2, 3}
+	tr, ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	accepted := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept(context.Background())
+		if err == nil {
+			_, err = conn.AcceptStream(context.Background())
+		}
+		accepted <- err
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr, ClientTLS(client, ca.Cert), ChildQUICConfig(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	str, err := conn.OpenStreamSync(ctx)
+	if err == nil {
+		err = WriteFrame(str, &Hello{CapabilityVersion: CapabilityVersion})
+	}
+	if err == nil {
+		err = <-accepted
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The parent dies without a word: its socket goes, nothing is sent.
+	tr.Conn.Close()
+	tr.Close()
+	tr2, _, err := Listen(addr, ServerTLS(server, ca.Cert), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	// The child's next frame is answered with a reset. (QUIC sends none
+	// for packets as small as a bare keepalive: a reset must be smaller
+	// than what it answers.)
+	if err := WriteFrame(str, &Status{Clusters: []ClusterStatus{{Name: "box-2", Parent: "box-1", Phase: "Connected"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the child's connection outlived its parent's restart")
+	}
+	var reset *quic.StatelessResetError
+	if cause := context.Cause(conn.Context()); !errors.As(cause, &reset) {
+		t.Fatalf("connection ended with %v, want a stateless reset", cause)
+	}
+}
