@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,26 +119,49 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	start := time.Now()
 	conns := make(chan *quic.Conn, leaves)
 	work = make(chan int)
+	// A leaf whose handshake fails tries again, as a box's uplink does
+	// (after a second, not its backoff's full range).
+	var retries atomic.Int64
+	connect := func(i int) (*quic.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		conn, err := tr.Dial(dctx, raddr, tunnel.ClientTLS(certs[i], ca.Cert), tunnel.ChildQUICConfig(30*time.Second)) // a box's default
+		if err != nil {
+			return nil, err
+		}
+		str, err := conn.OpenStreamSync(dctx)
+		if err == nil {
+			if err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "loadgen"}); err == nil {
+				_, err = tunnel.NewReader(str).Read()
+			}
+		}
+		if err != nil {
+			conn.CloseWithError(0, "")
+			return nil, err
+		}
+		return conn, nil
+	}
 	for range 32 {
 		wg.Go(func() {
 			for i := range work {
-				dctx, cancel := context.WithTimeout(ctx, time.Minute)
-				conn, err := tr.Dial(dctx, raddr, tunnel.ClientTLS(certs[i], ca.Cert), tunnel.ChildQUICConfig(30*time.Second)) // a box's default
-				if err == nil {
-					var str *quic.Stream
-					if str, err = conn.OpenStreamSync(dctx); err == nil {
-						if err = tunnel.WriteFrame(str, &tunnel.Hello{CapabilityVersion: tunnel.CapabilityVersion, AgentVersion: "loadgen"}); err == nil {
-							_, err = tunnel.NewReader(str).Read()
-						}
+				var conn *quic.Conn
+				var err error
+				for try := range 5 {
+					if try > 0 {
+						retries.Add(1)
+						time.Sleep(time.Second)
 					}
-					conns <- conn
+					if conn, err = connect(i); err == nil {
+						break
+					}
 				}
-				cancel()
 				if err != nil {
 					mu.Lock()
-					firstErr = fmt.Errorf("leaf %d: %w", i, err)
+					firstErr = fmt.Errorf("leaf %d, five tries: %w", i, err)
 					mu.Unlock()
+					continue
 				}
+				conns <- conn
 			}
 		})
 	}
@@ -155,18 +179,34 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	time.Sleep(5 * time.Second) // let status writes and GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadAfter := processRSS(b, os.Getpid())
+	var held []*quic.Conn
+	lost := map[string]int{}
+	for conn := range conns {
+		if conn.Context().Err() == nil {
+			held = append(held, conn)
+		} else {
+			lost[fmt.Sprint(context.Cause(conn.Context()))]++
+		}
+	}
+	for cause, n := range lost {
+		b.Logf("%d leaves lost their tunnel: %s", n, cause)
+	}
 	if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
 		saveProfile(b, profiling, "heap", filepath.Join(dir, "heap.pprof"))
 		saveProfile(b, profiling, "goroutine", filepath.Join(dir, "goroutine.pprof"))
 		saveProfile(b, profiling, "heap?debug=1", filepath.Join(dir, "memstats.txt"))
 	}
-	for conn := range conns {
+	for _, conn := range held {
 		conn.CloseWithError(0, "")
 	}
-	b.ReportMetric(float64(leaves), "leaves")
+	if len(held) < leaves {
+		b.Errorf("%d of %d leaves hold their tunnel after connecting", len(held), leaves)
+	}
+	b.ReportMetric(float64(len(held)), "leaves")
 	b.ReportMetric(float64(after-before)/float64(leaves)/1024, "KiB/leaf")
 	b.ReportMetric(float64(loadAfter-loadBefore)/float64(leaves)/1024, "loadgen-KiB/leaf")
 	b.ReportMetric(connected.Seconds(), "s-to-connect")
+	b.ReportMetric(float64(retries.Load()), "retries")
 	b.ReportMetric(float64(after)/(1<<20), "MiB-rss")
 	b.ReportMetric(0, "ns/op")
 }
