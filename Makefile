@@ -11,12 +11,15 @@ include cross/cross.mk
 
 .DEFAULT_GOAL := build
 
-.PHONY: help build cross kube test test-short lint deps run clean
+.PHONY: help build cross kube image qemu lock test test-short lint deps run clean
 
 help:
 	@echo "make build       host binaries into out/$(HOSTARCH)/"
 	@echo "make cross       every binary for every target arch into out/<arch>/"
 	@echo "make kube        upstream Kubernetes multi-call binary (ARCH=amd64|arm64)"
+	@echo "make image       a board's disk image: out/images/BOARD.img (BOARD=$(BOARD))"
+	@echo "make qemu        boot that image in QEMU, status page on http://$(QEMU_STATUS)/"
+	@echo "make lock        pin the boards' Debian packages at the mirror's current versions"
 	@echo "make run         build and run OTE locally (see README)"
 	@echo "make test        lint, unit, integration and VM tests (installs deps)"
 	@echo "make test-short  go test -short ./..."
@@ -33,8 +36,22 @@ kube: out/$(ARCH)/kube
 deps:
 	@bash cross/deps.sh
 
+# Images: `make image BOARD=qemu-arm64`. The box binaries for both image
+# arches are built, whichever the board's is.
+BOARD       ?= qemu-$(HOSTARCH)
+QEMU_STATUS ?= 127.0.0.1:8080
+IMAGE_BINS  := out/$(HOSTARCH)/ote-image $(foreach a,$(IMAGE_ARCHES),out/$(a)/ote out/$(a)/ote-initrd)
+image: deps $(IMAGE_BINS)
+	out/$(HOSTARCH)/ote-image build --board $(BOARD) --out out/images/$(BOARD).img $(if $(ENROLL),--enroll $(ENROLL)) $(if $(CONFIG),--config $(CONFIG))
+
+qemu: image
+	out/$(HOSTARCH)/ote-image qemu --status $(QEMU_STATUS) out/images/$(BOARD).img $(BOARD)
+
+lock: deps out/$(HOSTARCH)/ote-image
+	out/$(HOSTARCH)/ote-image lock --out rootfs/packages.lock
+
 # The end-to-end tests drive the binaries in out/$(HOSTARCH)/.
-test: deps lint build kube
+test: deps lint build kube $(IMAGE_BINS)
 	OTE_OUT=$(abspath out/$(HOSTARCH)) $(GO) test -count=1 -timeout 60m ./...
 
 test-short:
@@ -48,19 +65,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # `make run`: the cloud controller (embedded control plane under
-# out/run/cloud) and, beside it, the box runtime as an ordinary process
-# (files under out/run/box). Ctrl-C stops both.
+# out/run/cloud) and a box: an image for the host's arch with a token for
+# that controller, booted in QEMU. See cross/run.sh. Ctrl-C stops both.
 RUN_STATUS ?= 127.0.0.1:8080
 RUN_API    ?= 127.0.0.1:6443
-run: build kube
-	@mkdir -p out/run/cloud out/run/box
-	@echo "Cloud controller: kubectl --kubeconfig out/run/cloud/kubeconfig get edgeclusters"
-	@echo "                  (kubectl is out/$(HOSTARCH)/kubectl)"
-	@echo "Box status page:  http://$(RUN_STATUS)/   JSON: http://$(RUN_STATUS)/api/v1/status"
-	@echo "Box config:       out/run/box/boot/ote/config.yaml.  Stop with Ctrl-C."
-	@bash -c 'out/$(HOSTARCH)/ote-cloud serve --data-dir out/run/cloud --api-listen $(RUN_API) & \
-		cloud=$$!; trap "kill $$cloud 2>/dev/null; wait $$cloud" EXIT; \
-		out/$(HOSTARCH)/ote init --root out/run/box --status-listen $(RUN_STATUS)'
+run: deps build kube $(IMAGE_BINS)
+	@bash cross/run.sh $(HOSTARCH) $(RUN_API) $(RUN_STATUS)
 
 clean:
 	rm -rf out

@@ -124,6 +124,14 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// Set parses a size given as a flag.
+func (s *Size) Set(v string) error {
+	if err := s.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: v}); err != nil {
+		return fmt.Errorf("want a size such as 512Mi or 4Gi, got %q", v)
+	}
+	return nil
+}
+
 func (s Size) String() string {
 	if s%(1<<30) == 0 {
 		return fmt.Sprintf("%dGi", s>>30)
@@ -248,8 +256,8 @@ func (b Board) check() error {
 		bad("modules.list is required")
 	}
 	source("modules", b.Modules.Source)
-	if b.Partitions.Boot < 32<<20 || b.Partitions.Root <= 0 || b.Partitions.Data <= 0 {
-		bad("partitions: boot (at least 32Mi, for FAT32), root and data are required")
+	if b.Partitions.Boot < 33<<20 || b.Partitions.Root <= 0 || b.Partitions.Data <= 0 {
+		bad("partitions: boot (at least 33Mi, for FAT32), root and data are required")
 	}
 	if q := b.QEMU; q != nil {
 		if q.Binary == "" || q.Machine == "" || q.CPU == "" || q.Memory < 64 || q.Firmware == "" || q.FirmwarePackage == "" {

@@ -50,7 +50,7 @@ func TestParseRejectsBadBoards(t *testing.T) {
 		{"no source", "  source: https://packages.debian.org/bookworm/linux-image-cloud-amd64\n", "", "kernel needs a source"},
 		{"arch", "arch: amd64", "arch: mips", `arch "mips"`},
 		{"size", "boot: 64Mi", "boot: 64MB", "want a size such as 64Mi"},
-		{"small boot", "boot: 64Mi", "boot: 16Mi", "at least 32Mi"},
+		{"small boot", "boot: 64Mi", "boot: 16Mi", "at least 33Mi"},
 		{"unknown key", "arch: amd64", "arch: amd64\nflavour: x", "field flavour not found"},
 		{"method", "method: uefi", "method: bios", `boot.method "bios"`},
 	} {
@@ -64,5 +64,30 @@ func TestParseRejectsBadBoards(t *testing.T) {
 	}
 	if _, err := Parse("other.yaml", good); err == nil || !strings.Contains(err.Error(), "file's name") {
 		t.Errorf("a board in a file of another name: %v", err)
+	}
+}
+
+func TestQEMUArgs(t *testing.T) {
+	b, _ := Get("qemu-arm64")
+	args, err := b.QEMUArgs(QEMUOptions{Image: "box.img", Kernel: "k", Initrd: "i", Cmdline: "c", Forward: []string{"tcp:127.0.0.1:8080-:80"}, LAN: "230.0.0.1:1234", LANMAC: "52:54:00:00:00:01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{"qemu-system-aarch64 ", "-machine virt", "-accel tcg", "-cpu cortex-a57", "hostfwd=tcp:127.0.0.1:8080-:80", "mcast=230.0.0.1:1234", "-kernel k -initrd i -append c", "file=box.img,if=virtio"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("%q lacks %q", line, want)
+		}
+	}
+	if _, err := b.QEMUArgs(QEMUOptions{Image: "box.img"}); err == nil {
+		t.Error("a firmware boot without a variables file was accepted")
+	}
+	args, _ = b.QEMUArgs(QEMUOptions{Image: "box.img", Vars: "vars.fd"})
+	if line := strings.Join(args, " "); !strings.Contains(line, "/usr/share/AAVMF/AAVMF_CODE.fd") || !strings.Contains(line, "file=vars.fd") {
+		t.Errorf("firmware boot: %q", line)
+	}
+	pi, _ := Get("rpi4")
+	if _, err := pi.QEMUArgs(QEMUOptions{Image: "x"}); err == nil {
+		t.Error("rpi4 has no QEMU command line")
 	}
 }

@@ -6,6 +6,8 @@
 OTE_ARCHES  := amd64 arm64 arm
 CLOUD_ARCHES := amd64 arm64
 KUBE_ARCHES := amd64 arm64
+# Images exist for 64-bit boards; ote-initrd is the init of their initramfs.
+IMAGE_ARCHES := amd64 arm64
 
 # GOARM for 32-bit ARM boards: ARMv7 with VFPv3 (Raspberry Pi 2 and later).
 GOARM_arm := 7
@@ -54,10 +56,12 @@ endef
 $(foreach a,$(OTE_ARCHES),$(eval $(call ote_binary,$(a),ote,appliance/cmd/ote)))
 $(foreach a,$(CLOUD_ARCHES),$(eval $(call ote_binary,$(a),ote-cloud,cloud/cmd/ote-cloud)))
 $(foreach a,$(CLOUD_ARCHES),$(eval $(call ote_binary,$(a),ote-image,image/cmd/ote-image)))
+$(foreach a,$(IMAGE_ARCHES),$(eval $(call ote_binary,$(a),ote-initrd,rootfs/cmd/ote-initrd)))
 $(foreach a,$(KUBE_ARCHES),$(eval $(call kube_binary,$(a))))
 
 CROSS_OUTPUTS := $(foreach a,$(OTE_ARCHES),out/$(a)/ote) \
 	$(foreach a,$(CLOUD_ARCHES),out/$(a)/ote-cloud out/$(a)/ote-image) \
+	$(foreach a,$(IMAGE_ARCHES),out/$(a)/ote-initrd) \
 	$(foreach a,$(KUBE_ARCHES),out/$(a)/kube)
 
 .PHONY: FORCE

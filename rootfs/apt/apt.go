@@ -74,7 +74,7 @@ func (r *Root) setup() error {
 	for _, s := range sources {
 		fields := strings.Fields(s)
 		if len(fields) < 4 || fields[0] != "deb" {
-			return fmt.Errorf("apt: bad source %q: want deb URI SUITE COMPONENT...", s)
+			return fmt.Errorf("apt: bad source %q: want \"deb URI SUITE COMPONENT [COMPONENT]\"", s)
 		}
 		fmt.Fprintf(&list, "deb [arch=%s signed-by=%s] %s\n", r.Arch, Keyring, strings.Join(fields[1:], " "))
 	}

@@ -1,0 +1,73 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ExtractBootFile copies the file at path name (slash-separated) out of
+// the image's boot partition to out, without mounting: QEMU's direct
+// kernel boot takes the kernel and initramfs from there.
+func ExtractBootFile(ctx context.Context, img, name, out string) error {
+	if strings.Contains(img, "@@") {
+		return errors.New(`mtools cannot open a path with "@@" in it`)
+	}
+	boot, err := findPartition(img, BootName)
+	if err != nil {
+		return err
+	}
+	if err := run(ctx, nil, "mcopy", "-n", "-o", "-i", fmt.Sprintf("%s@@%d", img, boot.Start), "::"+name, out); err != nil {
+		return fmt.Errorf("%s: %s: %w", img, name, err)
+	}
+	return nil
+}
+
+// refreshCompanions rewrites the image's .bmap and .zst, where they
+// exist, after the image changed in place: a stale block map could leave
+// out blocks that now hold data.
+func refreshCompanions(ctx context.Context, img string) error {
+	if _, err := os.Stat(img + ".bmap"); err == nil {
+		f, err := os.Open(img)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		ranges, err := mapBlocks(f, st.Size())
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("block map: %w", err)
+		}
+		if err := replaceFile(img+".bmap", formatBmap(st.Size(), ranges)); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(img + ".zst"); err == nil {
+		tmp := img + ".zst.tmp"
+		if err := run(ctx, nil, "zstd", "-q", "-f", "--no-progress", "-"+strconv.Itoa(zstdLevel), "-T1", "-o", tmp, img); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("compress: %w", err)
+		}
+		if err := os.Rename(tmp, img+".zst"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaceFile writes data to path through a temporary file and a rename.
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
