@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,7 +46,7 @@ func buildImage(t *testing.T, boardName, dir, configYAML string) string {
 // board's UEFI firmware and the image's bootloader. Its status page is
 // forwarded to a free port on the host; its console is kept as the
 // test's artifact NAME-console.log.
-func startVM(t *testing.T, b board.Board, img, name string, firmware bool, tune func(*board.QEMUOptions)) *box {
+func startVM(t testing.TB, b board.Board, img, name string, firmware bool, tune func(*board.QEMUOptions)) *box {
 	t.Helper()
 	work := t.TempDir()
 	addr := freeAddr(t)
@@ -151,12 +152,20 @@ func imageBootsAndEnrolls(t *testing.T, name string) {
 		t.Fatalf("ote-image enroll: %s", r.stderr)
 	}
 
+	// Flashed onto a bigger disk: the data partition takes the room at
+	// the first boot.
+	if err := os.Truncate(img, rootfs.MinSize(b)+256<<20); err != nil {
+		t.Fatal(err)
+	}
 	started := time.Now()
 	vm := startVM(t, b, img, name, false, nil)
 	rep, _ := vm.statusUp(90 * time.Second)
 	t.Logf("%s: status page %v after QEMU started", name, time.Since(started).Round(10*time.Millisecond))
 	if rep.Device.Arch != b.Arch {
 		t.Errorf("the guest says arch %q, want %s", rep.Device.Arch, b.Arch)
+	}
+	if want := int64(b.Partitions.Data) + 200<<20; rep.Device.DataTotal < want {
+		t.Errorf("the data filesystem has %d MiB, want over %d: it did not grow to fill the disk", rep.Device.DataTotal>>20, want>>20)
 	}
 	rep = vm.waitFor("the uplink connected", 120*time.Second, func(r statuspage.Report) bool { return r.Uplink.Phase == "connected" })
 	cluster := rep.Uplink.Cluster
@@ -348,3 +357,68 @@ func TestImageBadInput(t *testing.T) {
 }
 
 func hostArch() string { return runtime.GOARCH }
+
+// BenchmarkImageBoot boots a fresh copy of a QEMU board's image (built
+// once, enrolled with a token of the ote-cloud the benchmark runs) for
+// each iteration, under TCG, and reports the medians from QEMU's start to
+// the status page answering and to the box being connected (first boot:
+// enrollment included). OTE_BOARD picks the board (default: the host's
+// QEMU board).
+//
+//	make build kube image && OTE_BOARD=qemu-arm64 OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench ImageBoot -benchtime 3x
+func BenchmarkImageBoot(b *testing.B) {
+	name := os.Getenv("OTE_BOARD")
+	if name == "" {
+		name = "qemu-" + hostArch()
+	}
+	bd, err := board.Get(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte("status:\n  listen: \":80\"\n"), 0o644)
+	img := filepath.Join(dir, name+".img")
+	if r := runBinary(b, builtBinary(b, "ote-image"), "build", "--board", name, "--out", img, "--config", cfg,
+		"--cache", filepath.Join(repoRoot(b), "out", "cache")); r.code != 0 {
+		b.Fatalf("ote-image build: %s", r.stderr)
+	}
+	tunnelAddr := freeUDPAddr(b)
+	_, port, _ := strings.Cut(tunnelAddr, ":")
+	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--listen", tunnelAddr)
+	r := runBinary(b, builtBinary(b, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
+		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", "bench", "--uses", "0")
+	if r.code != 0 {
+		b.Fatalf("token create: %s", r.stderr)
+	}
+	enrollFile := filepath.Join(dir, "enroll.yaml")
+	os.WriteFile(enrollFile, []byte(r.stdout), 0o600)
+	if r := runBinary(b, builtBinary(b, "ote-image"), "enroll", img, enrollFile); r.code != 0 {
+		b.Fatalf("ote-image enroll: %s", r.stderr)
+	}
+	var toStatus, toConnected []time.Duration
+	for i := range b.N {
+		boot := filepath.Join(dir, fmt.Sprintf("boot-%d.img", i))
+		if out, err := exec.Command("cp", "--sparse=always", img, boot).CombinedOutput(); err != nil {
+			b.Fatalf("cp: %v %s", err, out)
+		}
+		started := time.Now()
+		vm := startVM(b, bd, boot, fmt.Sprintf("bench-%s-%d", name, i), false, nil)
+		vm.statusUp(120 * time.Second)
+		toStatus = append(toStatus, time.Since(started))
+		vm.waitFor("connected", 120*time.Second, func(r statuspage.Report) bool { return r.Uplink.Phase == "connected" })
+		toConnected = append(toConnected, time.Since(started))
+		vm.cmd.Process.Kill()
+		<-vm.exited
+		os.Remove(boot)
+	}
+	median := func(d []time.Duration) float64 {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2].Seconds()
+	}
+	b.ReportMetric(median(toStatus), "s-to-status")
+	b.ReportMetric(median(toConnected), "s-to-connected")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%s: to status %v, to connected %v", name, toStatus, toConnected)
+}

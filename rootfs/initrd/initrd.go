@@ -143,6 +143,21 @@ func Run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// First boot on a disk bigger than the image: the data partition
+	// takes the rest, before anything on the disk is mounted.
+	if d, err := DiskOf(cfg.Sys, cfg.Dev, dataDev); err != nil {
+		cfg.Logf("data partition: %v", err)
+	} else if grown, err := GrowDisk(d); err != nil {
+		cfg.Logf("grow the data partition: %v", err)
+	} else if grown {
+		cfg.Logf("data partition grown to the end of %s (%d MiB)", d.Dev, d.Size>>20)
+		if rootDev, err = FindPartition(cfg.Sys, cfg.Dev, rootName, cfg.Wait); err != nil {
+			return err
+		}
+		if dataDev, err = FindPartition(cfg.Sys, cfg.Dev, PartData, cfg.Wait); err != nil {
+			return err
+		}
+	}
 	lower, overlay, newRoot := "/run/ote/lower", "/run/ote/overlay", cfg.NewDir
 	for _, d := range []string{lower, overlay, newRoot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -170,6 +185,11 @@ func Run(cfg Config) error {
 	}
 	if err := unix.Mount(dataDev, data, "ext4", unix.MS_NOATIME, ""); err != nil {
 		return fmt.Errorf("mount data (%s): %w", dataDev, err)
+	}
+	if resized, err := ResizeExt4(dataDev, data); err != nil {
+		cfg.Logf("resize the data filesystem: %v", err)
+	} else if resized {
+		cfg.Logf("data filesystem resized to fill its partition")
 	}
 	// The boot partition holds ote/config.yaml and ote/enroll.yaml. A box
 	// without it still runs (with defaults, not enrolled) and says so.
