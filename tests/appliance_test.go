@@ -28,6 +28,11 @@ type box struct {
 	cmd     *exec.Cmd
 	console *syncBuffer
 	exited  chan struct{}
+	started time.Time // when the process started
+	// timeout bounds one status request; default 5s. A VM's is short:
+	// QEMU's port forward accepts a connection and holds it while the
+	// guest's network is not up yet, so a poll must give up and try anew.
+	timeout time.Duration
 }
 
 type syncBuffer struct {
@@ -103,7 +108,12 @@ func startTree(t testing.TB, root, addr string, argv ...string) *box {
 // status fetches the JSON report.
 func (b *box) status() (statuspage.Report, error) {
 	var r statuspage.Report
-	resp, err := http.Get("http://" + b.addr + "/api/v1/status")
+	timeout := b.timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + b.addr + "/api/v1/status")
 	if err != nil {
 		return r, err
 	}
