@@ -29,6 +29,8 @@ type Options struct {
 	Config, Enroll []byte
 	// Cache keeps the APT roots, downloads and unpacked packages.
 	Cache string
+	// Overlay, if set, is copied over the root filesystem.
+	Overlay string
 	// Size is the whole image's size; zero is the least the board's
 	// partitions need, and more goes to the data partition.
 	Size int64
@@ -43,6 +45,11 @@ type Options struct {
 // .zst and .bmap.
 func Image(ctx context.Context, o Options) error {
 	b := o.Board
+	if o.Overlay != "" {
+		if st, err := os.Stat(o.Overlay); err != nil || !st.IsDir() {
+			return fmt.Errorf("overlay %s: not a directory", o.Overlay)
+		}
+	}
 	step := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "%s: "+format+"\n", append([]any{b.Name}, args...)...)
@@ -117,7 +124,7 @@ func Image(ctx context.Context, o Options) error {
 	defer os.RemoveAll(work)
 	step("root filesystem")
 	stage := filepath.Join(work, "root")
-	if err := StageRoot(RootSpec{OTE: o.OTE, Release: o.Release}, stage); err != nil {
+	if err := StageRoot(RootSpec{OTE: o.OTE, Overlay: o.Overlay, Release: o.Release}, stage); err != nil {
 		return err
 	}
 	squash := filepath.Join(work, "root.squashfs")

@@ -1,6 +1,8 @@
 package rootfs
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,5 +62,27 @@ func TestCmdline(t *testing.T) {
 	b, _ := board.Get("rpi4")
 	if got := Cmdline(b, "b"); got != "console=tty0 console=ttyS1,115200 ote.slot=b panic=10" {
 		t.Errorf("Cmdline = %q", got)
+	}
+}
+
+func TestStageRootWithOverlay(t *testing.T) {
+	dir := t.TempDir()
+	ote := filepath.Join(dir, "ote")
+	os.WriteFile(ote, []byte("binary"), 0o755)
+	overlay := filepath.Join(dir, "overlay")
+	os.MkdirAll(filepath.Join(overlay, "etc", "ote"), 0o755)
+	os.WriteFile(filepath.Join(overlay, "etc", "ote", "modules"), []byte("wireguard\n"), 0o644)
+	root := filepath.Join(dir, "root")
+	if err := StageRoot(RootSpec{OTE: ote, Overlay: overlay, Release: "v1"}, root); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc", "ote", "modules")); err != nil || string(b) != "wireguard\n" {
+		t.Errorf("overlay file: %q, %v", b, err)
+	}
+	if target, err := os.Readlink(filepath.Join(root, "sbin", "init")); err != nil || target != "../usr/bin/ote" {
+		t.Errorf("sbin/init -> %q, %v", target, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc", "os-release")); !strings.Contains(string(b), `VERSION_ID="v1"`) {
+		t.Errorf("os-release: %s", b)
 	}
 }

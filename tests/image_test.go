@@ -334,6 +334,7 @@ func TestImageBadInput(t *testing.T) {
 		{"unknown board", []string{"--board", "rpi9"}, `unknown board "rpi9"`},
 		{"corrupt enroll.yaml", []string{"--board", "qemu-" + hostArch(), "--enroll", corrupt}, "enroll.yaml"},
 		{"too small", []string{"--board", "qemu-" + hostArch(), "--size", "100Mi"}, "too small"},
+		{"no overlay", []string{"--board", "qemu-" + hostArch(), "--overlay", filepath.Join(dir, "missing")}, "not a directory"},
 	} {
 		out := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".img")
 		r := runBinary(t, bin, append([]string{"build", "--out", out, "--cache", cache}, tc.args...)...)

@@ -38,13 +38,18 @@ import (
 // the API server is a separate process) and the time to connect them all.
 // With OTE_PROFILE_DIR set it saves the controller's heap and goroutine
 // profiles there once all are connected, and a CPU profile of the first
-// five seconds of connecting.
+// five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
+// (default 30s, a box's): their keepalives go three times in it.
 //
 //	make build kube && OTE_LEAVES=1000 OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench LeavesPerController -benchtime 1x
 func BenchmarkLeavesPerController(b *testing.B) {
 	leaves := 1000
 	if v, err := strconv.Atoi(os.Getenv("OTE_LEAVES")); err == nil && v > 0 {
 		leaves = v
+	}
+	lostAfter := 30 * time.Second // a box's default
+	if v, err := time.ParseDuration(os.Getenv("OTE_LOST_AFTER")); err == nil && v >= time.Second {
+		lostAfter = v
 	}
 	// The load generator holds as many connections as the controller:
 	// it keeps its own heap tight to leave the machine to the controller.
@@ -125,7 +130,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	connect := func(i int) (*quic.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		conn, err := tr.Dial(dctx, raddr, tunnel.ClientTLS(certs[i], ca.Cert), tunnel.ChildQUICConfig(30*time.Second)) // a box's default
+		conn, err := tr.Dial(dctx, raddr, tunnel.ClientTLS(certs[i], ca.Cert), tunnel.ChildQUICConfig(lostAfter))
 		if err != nil {
 			return nil, err
 		}

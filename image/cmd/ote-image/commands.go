@@ -44,6 +44,7 @@ func build(ctx context.Context, args []string) error {
 	ote := fs.String("ote", "", "the ote binary for the board's arch (default: ../ARCH/ote next to ote-image)")
 	initrd := fs.String("initrd", "", "the ote-initrd binary for the board's arch (default: ../ARCH/ote-initrd next to ote-image)")
 	cache := fs.String("cache", defaultCache(), "`DIR` for downloaded and unpacked packages")
+	overlay := fs.String("overlay", "", "a `DIR` whose files are copied into the root filesystem as they are")
 	var size board.Size
 	fs.Var(&size, "size", "the image's `SIZE` (e.g. 4Gi); the data partition takes what the other partitions leave (default: the least)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
@@ -56,7 +57,7 @@ func build(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := rootfs.Options{Board: b, OTE: *ote, Init: *initrd, Cache: *cache, Size: int64(size), Release: buildinfo.Version(), Out: *out, Progress: os.Stderr}
+	o := rootfs.Options{Board: b, OTE: *ote, Init: *initrd, Cache: *cache, Overlay: *overlay, Size: int64(size), Release: buildinfo.Version(), Out: *out, Progress: os.Stderr}
 	if o.OTE == "" {
 		o.OTE = siblingBinary(b.Arch, "ote")
 	}
