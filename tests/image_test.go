@@ -101,6 +101,26 @@ func (b *box) statusUp(within time.Duration) (statuspage.Report, time.Duration) 
 	return r, time.Since(start)
 }
 
+// cloudForVMs runs ote-cloud on the host for boxes in QEMU, which reach it
+// as 10.0.2.2, and writes an enroll.yaml into dir with a token for it
+// (uses: 0 for any number of boxes).
+func cloudForVMs(t testing.TB, dir, namePrefix, uses string) (*cloud, string) {
+	t.Helper()
+	tunnelAddr := freeUDPAddr(t)
+	_, port, _ := strings.Cut(tunnelAddr, ":")
+	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--listen", tunnelAddr)
+	r := runBinary(t, builtBinary(t, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
+		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", namePrefix, "--uses", uses)
+	if r.code != 0 {
+		t.Fatalf("token create: %s", r.stderr)
+	}
+	enrollFile := filepath.Join(dir, "enroll.yaml")
+	if err := os.WriteFile(enrollFile, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, enrollFile
+}
+
 const imagePassword = "image-test-password"
 
 func imageConfig(t *testing.T) string {
@@ -140,16 +160,7 @@ func imageBootsAndEnrolls(t *testing.T, name string) {
 	}
 
 	// ote-cloud on the host; the guest's 10.0.2.2 is the host's loopback.
-	tunnelAddr := freeUDPAddr(t)
-	_, port, _ := strings.Cut(tunnelAddr, ":")
-	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--listen", tunnelAddr)
-	r := runBinary(t, builtBinary(t, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
-		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", strings.TrimPrefix(name, "qemu-"), "--uses", "1")
-	if r.code != 0 {
-		t.Fatalf("token create: %s", r.stderr)
-	}
-	enrollFile := filepath.Join(dir, "enroll.yaml")
-	os.WriteFile(enrollFile, []byte(r.stdout), 0o600)
+	c, enrollFile := cloudForVMs(t, dir, strings.TrimPrefix(name, "qemu-"), "1")
 	if r := runBinary(t, builtBinary(t, "ote-image"), "enroll", img, enrollFile); r.code != 0 {
 		t.Fatalf("ote-image enroll: %s", r.stderr)
 	}
@@ -233,16 +244,7 @@ func TestTwoVMsOnOneLAN(t *testing.T) {
 	}
 	dir := t.TempDir()
 	img := buildImage(t, name, dir, imageConfig(t))
-	tunnelAddr := freeUDPAddr(t)
-	_, port, _ := strings.Cut(tunnelAddr, ":")
-	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--listen", tunnelAddr)
-	r := runBinary(t, builtBinary(t, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
-		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", "lan", "--uses", "2")
-	if r.code != 0 {
-		t.Fatalf("token create: %s", r.stderr)
-	}
-	enrollFile := filepath.Join(dir, "enroll.yaml")
-	os.WriteFile(enrollFile, []byte(r.stdout), 0o600)
+	c, enrollFile := cloudForVMs(t, dir, "lan", "2")
 	lan := fmt.Sprintf("230.0.0.1:%d", 20000+os.Getpid()%20000)
 	var vms []*box
 	for i := range 2 {
@@ -387,16 +389,7 @@ func BenchmarkImageBoot(b *testing.B) {
 		"--cache", filepath.Join(repoRoot(b), "out", "cache")); r.code != 0 {
 		b.Fatalf("ote-image build: %s", r.stderr)
 	}
-	tunnelAddr := freeUDPAddr(b)
-	_, port, _ := strings.Cut(tunnelAddr, ":")
-	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--listen", tunnelAddr)
-	r := runBinary(b, builtBinary(b, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
-		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", "bench", "--uses", "0")
-	if r.code != 0 {
-		b.Fatalf("token create: %s", r.stderr)
-	}
-	enrollFile := filepath.Join(dir, "enroll.yaml")
-	os.WriteFile(enrollFile, []byte(r.stdout), 0o600)
+	_, enrollFile := cloudForVMs(b, dir, "bench", "0")
 	if r := runBinary(b, builtBinary(b, "ote-image"), "enroll", img, enrollFile); r.code != 0 {
 		b.Fatalf("ote-image enroll: %s", r.stderr)
 	}
