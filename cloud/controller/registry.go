@@ -16,8 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/ote-edge/ote/appliance/backoff"
-
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/tunnel"
@@ -67,16 +65,10 @@ func newRegistry(client dynamic.Interface, log *slog.Logger) *registry {
 // watch mirrors the EdgeClusters until ctx ends.
 func (r *registry) watch(ctx context.Context) {
 	first := true
-	for ctx.Err() == nil {
-		list, err := r.client.List(ctx, metav1.ListOptions{})
-		if err != nil {
-			r.log.Warn("list EdgeClusters", "err", err)
-			backoff.Sleep(ctx, time.Second)
-			continue
-		}
-		fresh := make(map[string]*ecEntry, len(list.Items))
-		for i := range list.Items {
-			fresh[list.Items[i].GetName()] = parseEntry(&list.Items[i])
+	listWatch(ctx, r.client, r.log, "EdgeClusters", func(items []unstructured.Unstructured) {
+		fresh := make(map[string]*ecEntry, len(items))
+		for i := range items {
+			fresh[items[i].GetName()] = parseEntry(&items[i])
 		}
 		r.mu.Lock()
 		var gone []string
@@ -95,30 +87,20 @@ func (r *registry) watch(ctx context.Context) {
 			r.onDelete(name)
 		}
 		r.onChange()
-		w, err := r.client.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
-		if err != nil {
-			continue
+	}, func(typ watch.EventType, obj *unstructured.Unstructured) {
+		name := obj.GetName()
+		r.mu.Lock()
+		if typ == watch.Deleted {
+			delete(r.entries, name)
+		} else {
+			r.entries[name] = parseEntry(obj)
 		}
-		for ev := range w.ResultChan() {
-			obj, ok := ev.Object.(*unstructured.Unstructured)
-			if !ok {
-				break // an error event: list again
-			}
-			name := obj.GetName()
-			r.mu.Lock()
-			if ev.Type == watch.Deleted {
-				delete(r.entries, name)
-			} else {
-				r.entries[name] = parseEntry(obj)
-			}
-			r.mu.Unlock()
-			if ev.Type == watch.Deleted {
-				r.onDelete(name)
-			}
-			r.onChange()
+		r.mu.Unlock()
+		if typ == watch.Deleted {
+			r.onDelete(name)
 		}
-		w.Stop()
-	}
+		r.onChange()
+	})
 }
 
 func parseEntry(obj *unstructured.Unstructured) *ecEntry {

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/selector"
 	"github.com/ote-edge/ote/cloud/tunnel"
@@ -73,16 +72,10 @@ func newSyncer(client dynamic.Interface, log *slog.Logger) *syncer {
 
 // watch mirrors the ClusterDeployments until ctx ends.
 func (s *syncer) watch(ctx context.Context) {
-	for ctx.Err() == nil {
-		list, err := s.client.List(ctx, metav1.ListOptions{})
-		if err != nil {
-			s.log.Warn("list ClusterDeployments", "err", err)
-			backoff.Sleep(ctx, time.Second)
-			continue
-		}
+	listWatch(ctx, s.client, s.log, "ClusterDeployments", func(items []unstructured.Unstructured) {
 		fresh := map[string]*deployment{}
-		for i := range list.Items {
-			if d := s.parse(&list.Items[i]); d != nil {
+		for i := range items {
+			if d := s.parse(&items[i]); d != nil {
 				fresh[d.key()] = d
 			}
 		}
@@ -90,33 +83,23 @@ func (s *syncer) watch(ctx context.Context) {
 		s.deps = fresh
 		s.notifyLocked()
 		s.mu.Unlock()
-		w, err := s.client.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
-		if err != nil {
-			continue
-		}
-		for ev := range w.ResultChan() {
-			obj, ok := ev.Object.(*unstructured.Unstructured)
-			if !ok {
-				break // an error event: list again
+	}, func(typ watch.EventType, obj *unstructured.Unstructured) {
+		s.mu.Lock()
+		key := obj.GetNamespace() + "/" + obj.GetName()
+		switch typ {
+		case watch.Deleted:
+			delete(s.deps, key)
+			delete(s.states, key)
+		case watch.Added, watch.Modified:
+			if d := s.parse(obj); d != nil {
+				s.deps[key] = d
+				s.dirty[key] = true
 			}
-			s.mu.Lock()
-			key := obj.GetNamespace() + "/" + obj.GetName()
-			switch ev.Type {
-			case watch.Deleted:
-				delete(s.deps, key)
-				delete(s.states, key)
-			case watch.Added, watch.Modified:
-				if d := s.parse(obj); d != nil {
-					s.deps[key] = d
-					s.dirty[key] = true
-				}
-			}
-			s.notifyLocked()
-			s.mu.Unlock()
-			s.onRecord()
 		}
-		w.Stop()
-	}
+		s.notifyLocked()
+		s.mu.Unlock()
+		s.onRecord()
+	})
 }
 
 func (s *syncer) parse(obj *unstructured.Unstructured) *deployment {
