@@ -17,7 +17,11 @@ func TestStringParseRoundTrip(t *testing.T) {
 	if len(tok.ID) != 6 || len(tok.Secret) != 16 || strings.Count(s, ".") != 3 {
 		t.Errorf("token %q: want ote1.<6>.<16>.<hash>", s)
 	}
-	if !SecretMatches(tok.Secret, SecretHash(tok.Secret)) || SecretMatches("x"+tok.Secret[1:], SecretHash(tok.Secret)) {
+	other := "x" + tok.Secret[1:]
+	if tok.Secret[0] == 'x' {
+		other = "y" + tok.Secret[1:]
+	}
+	if !SecretMatches(tok.Secret, SecretHash(tok.Secret)) || SecretMatches(other, SecretHash(tok.Secret)) {
 		t.Error("secretMatches does not tell secrets apart")
 	}
 }
