@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +21,11 @@ import (
 	"github.com/quic-go/quic-go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
@@ -40,6 +43,9 @@ import (
 // profiles there once all are connected, and a CPU profile of the first
 // five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
 // (default 30s, a box's): their keepalives go three times in it.
+// OTE_HOLD keeps them all connected that much longer before counting the
+// ones still held, and reports the CPU each process spent while they only
+// kept their tunnels alive.
 //
 //	make build kube && OTE_LEAVES=1000 OTE_OUT=$PWD/out/amd64 go test ./tests -run '^$' -bench LeavesPerController -benchtime 1x
 func BenchmarkLeavesPerController(b *testing.B) {
@@ -116,10 +122,24 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	before := processRSS(b, c.cmd.Process.Pid)
 	loadBefore := processRSS(b, os.Getpid())
+	procs := map[string]int{"controller": c.cmd.Process.Pid, "apiserver": childPid(b, c.cmd.Process.Pid), "loadgen": os.Getpid()}
+	cpuBefore := cpuOf(b, procs)
+	_, localPort, _ := net.SplitHostPort(udp.LocalAddr().String())
+	_, serverPort, _ := net.SplitHostPort(c.tunnel)
+	dropsBefore := udpDrops(b, serverPort, localPort)
 
 	var profiled sync.WaitGroup
 	if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
 		profiled.Go(func() { saveProfile(b, profiling, "profile?seconds=5", filepath.Join(dir, "connect-cpu.pprof")) })
+		f, err := os.Create(filepath.Join(dir, "loadgen-cpu.pprof"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	conns := make(chan *quic.Conn, leaves)
@@ -181,9 +201,50 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-	time.Sleep(5 * time.Second) // let status writes and GC settle
+	// Every leaf shows Connected at the API once the status writes of
+	// the connect storm have drained.
+	for {
+		connected := 0
+		err := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return ecs.List(ctx, opts)
+		}).EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+			if phase, _, _ := unstructured.NestedString(obj.(*unstructured.Unstructured).Object, "status", "phase"); phase == "Connected" {
+				connected++
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if connected >= leaves {
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "s-to-status")
+	time.Sleep(5 * time.Second) // let GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadAfter := processRSS(b, os.Getpid())
+	cpuConnected := cpuOf(b, procs)
+	for name := range procs {
+		b.ReportMetric((cpuConnected[name] - cpuBefore[name]).Seconds(), "cpu-s-connect-"+name)
+	}
+	if hold, err := time.ParseDuration(os.Getenv("OTE_HOLD")); err == nil && hold > 0 {
+		if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
+			profiled.Go(func() {
+				saveProfile(b, profiling, fmt.Sprintf("profile?seconds=%d", int(hold.Seconds())), filepath.Join(dir, "hold-cpu.pprof"))
+			})
+		}
+		time.Sleep(hold)
+		profiled.Wait()
+		cpuHeld := cpuOf(b, procs)
+		for name := range procs {
+			b.ReportMetric(float64(cpuHeld[name]-cpuConnected[name])/float64(hold), "cpu-hold-"+name)
+		}
+	}
+	drops := udpDrops(b, serverPort, localPort)
+	b.ReportMetric(float64(drops[0]-dropsBefore[0]), "udp-drops-controller")
+	b.ReportMetric(float64(drops[1]-dropsBefore[1]), "udp-drops-loadgen")
 	var held []*quic.Conn
 	lost := map[string]int{}
 	for conn := range conns {
@@ -248,4 +309,66 @@ func processRSS(b *testing.B, pid int) int64 {
 	}
 	b.Fatalf("no Rss for pid %d", pid)
 	return 0
+}
+
+// childPid is the one child process of pid (ote-cloud's API server).
+func childPid(b *testing.B, pid int) int {
+	b.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		data, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(data)) {
+			if child, err := strconv.Atoi(field); err == nil {
+				return child
+			}
+		}
+	}
+	b.Fatalf("pid %d has no child", pid)
+	return 0
+}
+
+// cpuOf is the CPU time (user and system) each named process has used.
+func cpuOf(b *testing.B, procs map[string]int) map[string]time.Duration {
+	b.Helper()
+	used := map[string]time.Duration{}
+	for name, pid := range procs {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The fields after the command, which may hold spaces, in
+		// parentheses; utime and stime are the 14th and 15th, in ticks.
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		f := strings.Fields(rest)
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		used[name] = time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return used
+}
+
+// udpDrops is the datagrams the kernel dropped for the IPv4 UDP sockets
+// on each local port, the last column of /proc/net/udp.
+func udpDrops(b *testing.B, ports ...string) []int64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	drops := make([]int64, len(ports))
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		port, _ := strconv.ParseInt(hexPort, 16, 32)
+		n, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+		for i, p := range ports {
+			if strconv.FormatInt(port, 10) == p {
+				drops[i] += n
+			}
+		}
+	}
+	return drops
 }

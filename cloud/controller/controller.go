@@ -62,6 +62,7 @@ type Controller struct {
 
 	mu         sync.Mutex
 	children   map[string]*session          // connected, by cluster name
+	levels     map[string]*session          // the connected children that serve children of their own
 	sent       map[string]sentSet           // the desired set last sent, by cluster
 	claims     map[string]map[string]claim  // by child: the clusters it reports below it
 	resetting  map[string]map[string]bool   // by child: clusters reported since its Reset
@@ -144,6 +145,7 @@ func Listen(cfg Config) (*Controller, error) {
 		sync:       newSyncer(cfg.Dynamic, cfg.Log),
 		dirtyKick:  make(chan struct{}, 1),
 		children:   map[string]*session{},
+		levels:     map[string]*session{},
 		sent:       map[string]sentSet{},
 		claims:     map[string]map[string]claim{},
 		resetting:  map[string]map[string]bool{},
@@ -437,7 +439,12 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	c.mu.Lock()
 	old := c.children[name]
 	c.children[name] = s
+	delete(c.levels, name)
+	if s.serves != "" {
+		c.levels[name] = s
+	}
 	welcome := c.welcomeLocked(name, capv)
+	size := c.subtreeSizeLocked(name)
 	c.mu.Unlock()
 	if old != nil {
 		old.conn.CloseWithError(tunnel.CloseReplaced, "replaced by a newer connection")
@@ -453,7 +460,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	log.Info("connected", "agent", hello.AgentVersion, "visitor", visitor)
 	// Written with the first desired mark: one request per connect.
 	connected := map[string]any{
-		"phase": "Connected", "lastSeen": now(), "agentVersion": hello.AgentVersion, "nextHop": name,
+		"phase": "Connected", "lastSeen": now(), "agentVersion": hello.AgentVersion, "nextHop": name, "subtreeSize": size,
 		"certificateNotAfter": cert.NotAfter.UTC().Format(time.RFC3339),
 	}
 
@@ -632,6 +639,7 @@ func (c *Controller) detach(s *session, visitor bool) {
 	current := c.children[s.name] == s
 	if current {
 		delete(c.children, s.name)
+		delete(c.levels, s.name)
 	}
 	revoked := c.revokedLocked(s.name, s.cert)
 	c.mu.Unlock()

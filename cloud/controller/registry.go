@@ -44,6 +44,7 @@ type ecEntry struct {
 	parent       string // spec.parent: empty for a direct child
 	phase        string
 	nextHop      string
+	subtreeSize  int64
 	agentVersion string
 	lastSeen     time.Time
 	notAfter     time.Time
@@ -108,6 +109,7 @@ func parseEntry(obj *unstructured.Unstructured) *ecEntry {
 	e.parent, _, _ = unstructured.NestedString(obj.Object, "spec", "parent")
 	e.phase, _, _ = unstructured.NestedString(obj.Object, "status", "phase")
 	e.nextHop, _, _ = unstructured.NestedString(obj.Object, "status", "nextHop")
+	e.subtreeSize, _, _ = unstructured.NestedInt64(obj.Object, "status", "subtreeSize")
 	e.agentVersion, _, _ = unstructured.NestedString(obj.Object, "status", "agentVersion")
 	ts := func(field string) time.Time {
 		s, _, _ := unstructured.NestedString(obj.Object, "status", field)

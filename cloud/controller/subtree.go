@@ -201,20 +201,15 @@ func (c *Controller) writeCluster(ctx context.Context, name string) error {
 			below = false // revoked: the report will go once the revocation is down there
 		}
 	}
-	size := 1
-	for n := range c.claims[name] {
-		if v, _, ok := c.ownerLocked(n); ok && v == name {
-			size++
-		}
-	}
+	size := c.subtreeSizeLocked(name)
 	c.mu.Unlock()
 	entry, exists := c.registry.get(name)
 	switch {
 	case direct || (exists && entry.parent == "" && !below):
-		if !exists {
-			return nil
+		if exists && (entry.subtreeSize != int64(size) || entry.nextHop != name) {
+			c.statusq.set(name, map[string]any{"subtreeSize": size, "nextHop": name})
 		}
-		return c.registry.setStatus(ctx, name, map[string]any{"subtreeSize": size, "nextHop": name})
+		return nil
 	case !below:
 		if !exists {
 			return nil
@@ -247,7 +242,20 @@ func (c *Controller) writeCluster(ctx context.Context, name string) error {
 		entry.notAfter.Equal(cl.st.CertNotAfter.Truncate(time.Second)) && entry.lastSeen.Equal(cl.st.LastSeen.Truncate(time.Second)) {
 		return nil
 	}
-	return c.registry.setStatus(ctx, name, status)
+	c.statusq.set(name, status)
+	return nil
+}
+
+// subtreeSizeLocked counts a direct child and the clusters reached
+// through it.
+func (c *Controller) subtreeSizeLocked(child string) int {
+	size := 1
+	for n := range c.claims[child] {
+		if v, _, ok := c.ownerLocked(n); ok && v == child {
+			size++
+		}
+	}
+	return size
 }
 
 // forget notes that this level deletes an EdgeCluster itself, for a
@@ -353,8 +361,8 @@ func (c *Controller) welcomeLocked(child string, capVersion int) *tunnel.Welcome
 	if capVersion >= 4 {
 		w.Report = c.reported[child]
 	}
-	for name, s := range c.children {
-		if name != child && s.serves != "" {
+	for name, s := range c.levels {
+		if name != child {
 			w.Siblings = append(w.Siblings, s.serves)
 		}
 	}
