@@ -35,9 +35,12 @@ type Config struct {
 	// ResetKey makes the tunnel's stateless resets; keep it across
 	// restarts (enrollment.Store.ResetKey).
 	ResetKey [32]byte
-	Tokens   enrollment.Store
-	Dynamic  dynamic.Interface
-	Log      *slog.Logger
+	// MaxHandshakes bounds the tunnel handshakes in progress; 0 means
+	// tunnel.DefaultMaxHandshakes.
+	MaxHandshakes int
+	Tokens        enrollment.Store
+	Dynamic       dynamic.Interface
+	Log           *slog.Logger
 	// CertValidity is how long enrolled identities are valid; default 90 days.
 	CertValidity time.Duration
 	// RenewGrace is how long past expiry a cluster may still renew with
@@ -51,8 +54,7 @@ type Controller struct {
 	ca       atomic.Pointer[pki.CA]
 	server   atomic.Pointer[tls.Certificate]
 	registry *registry
-	tr       *quic.Transport
-	ln       *quic.Listener
+	ln       *tunnel.Listener
 	caHash   [32]byte
 
 	sync    *syncer
@@ -165,11 +167,11 @@ func Listen(cfg Config) (*Controller, error) {
 	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
 	tlsConf.Certificates = nil
 	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.server.Load(), nil }
-	tr, ln, err := tunnel.Listen(cfg.Listen, tlsConf, cfg.ResetKey)
+	ln, err := tunnel.Listen(cfg.Listen, tlsConf, tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	c.tr, c.ln = tr, ln
+	c.ln = ln
 	return c, nil
 }
 
@@ -222,7 +224,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var wg, conns sync.WaitGroup
 	defer func() {
 		c.closeAll() // first: tell the children before the socket goes
-		c.tr.Close()
+		c.ln.Close()
 		conns.Wait()
 		wg.Wait()
 		c.statusq.flush(10 * time.Second) // their Disconnected

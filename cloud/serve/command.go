@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
 )
 
@@ -31,6 +32,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.LostAfter, "lost-after", 30*time.Second, "how long this level's parent may stay silent before it is taken for lost (a parent that stops or restarts is noticed at once)")
 	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
+	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", tunnel.DefaultMaxHandshakes, "how many children's tunnel handshakes may be in progress at once; more are refused, and those children try again after their backoff")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
@@ -40,6 +42,9 @@ func Main(ctx context.Context, args []string) error {
 	}
 	if cfg.LostAfter < time.Second {
 		return fmt.Errorf("%w: --lost-after %v is too short: give at least 1s", multicall.ErrUsage, cfg.LostAfter)
+	}
+	if cfg.MaxHandshakes < 1 {
+		return fmt.Errorf("%w: --max-handshakes %d: give at least 1", multicall.ErrUsage, cfg.MaxHandshakes)
 	}
 	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
 		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)

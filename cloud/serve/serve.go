@@ -78,6 +78,9 @@ type Config struct {
 	// LostAfter, FailoverAfter and ReturnEvery tune the level's own
 	// uplink (see uplink.Config).
 	LostAfter, FailoverAfter, ReturnEvery time.Duration
+	// MaxHandshakes bounds the children's handshakes in progress (see
+	// tunnel.ListenConfig); 0 means the default.
+	MaxHandshakes int
 	// ProfilingListen, when set, serves net/http/pprof there.
 	ProfilingListen string
 	Log             *slog.Logger
@@ -152,7 +155,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 		return err
 	}
 	ctl, err := controller.Listen(controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
 		CertValidity: cfg.CertValidity,
 	})
 	if err != nil {

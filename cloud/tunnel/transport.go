@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -48,42 +50,131 @@ func QUICConfig() *quic.Config {
 
 // ChildQUICConfig is a child's: it takes its parent for lost after
 // lostAfter without a packet from it (QUIC's idle timeout, of which the
-// smaller of both ends' applies; at most a minute), and sends keepalives
-// three times in that span, so that one lost keepalive costs nothing and
-// NAT bindings stay open. A parent that closes or restarts is noticed
-// sooner, by its close or by a stateless reset.
+// smaller of both ends' applies; at most a minute), and sends a keepalive
+// when half of that has passed in silence. A lost keepalive costs nothing:
+// QUIC's loss recovery sends it again within the other half, at growing
+// intervals from a few hundred milliseconds. Half of lostAfter also keeps
+// NAT bindings open. A parent that closes or restarts is noticed sooner,
+// by its close or by a stateless reset.
 func ChildQUICConfig(lostAfter time.Duration) *quic.Config {
 	c := QUICConfig()
 	if lostAfter > 0 && lostAfter < c.MaxIdleTimeout {
 		c.MaxIdleTimeout = lostAfter
 	}
-	c.KeepAlivePeriod = c.MaxIdleTimeout / 3
+	c.KeepAlivePeriod = c.MaxIdleTimeout / 2
 	return c
 }
 
-// Listen binds a parent's tunnel on the UDP address addr. Its stateless
-// resets are made with resetKey, which should outlive the process: after
-// a restart, packets of connections it no longer knows are answered with
-// a reset that ends them at the child at once. Closing the Transport
-// closes the listener and the socket.
-func Listen(addr string, tlsConf *tls.Config, resetKey [32]byte) (*quic.Transport, *quic.Listener, error) {
+// ListenConfig is how a parent's tunnel listens.
+type ListenConfig struct {
+	// ResetKey makes the stateless resets; it should outlive the
+	// process. After a restart, packets of connections the parent no
+	// longer knows are answered with a reset that ends them at the child
+	// at once.
+	ResetKey [32]byte
+	// MaxHandshakes bounds the handshakes in progress (default
+	// DefaultMaxHandshakes). A connection beyond it is refused at once,
+	// before any cryptography, and its child tries again after its
+	// backoff: in a storm of reconnects (a parent restarted under many
+	// thousand children) the parent's time goes to the handshakes it has
+	// begun and to the keepalives of the children already connected,
+	// instead of to handshakes that would time out half done.
+	MaxHandshakes int
+	// ReadBuffer is the socket's receive buffer in bytes (default
+	// DefaultReadBuffer): a parent's children send in bursts that its one
+	// socket must absorb while the process is busy.
+	ReadBuffer int
+}
+
+// Defaults of ListenConfig.
+const (
+	DefaultMaxHandshakes = 128
+	DefaultReadBuffer    = 32 << 20
+)
+
+// Listener is a parent's tunnel listener.
+type Listener struct {
+	tr         *quic.Transport
+	ln         *quic.Listener
+	handshakes atomic.Int64
+	max        int64
+}
+
+// errBusy refuses a connection beyond ListenConfig.MaxHandshakes.
+var errBusy = errors.New("too many handshakes in progress")
+
+// handshake is one admitted handshake, ended once.
+type handshake struct {
+	once sync.Once
+	stop func() bool
+	l    *Listener
+}
+
+func (h *handshake) end() {
+	h.once.Do(func() {
+		h.stop()
+		h.l.handshakes.Add(-1)
+	})
+}
+
+type handshakeKey struct{}
+
+// admit counts a new connection's handshake, or refuses the connection.
+// The count drops when the connection is accepted or its handshake fails.
+func (l *Listener) admit(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	if l.handshakes.Add(1) > l.max {
+		l.handshakes.Add(-1)
+		return nil, errBusy
+	}
+	h := &handshake{l: l}
+	h.stop = context.AfterFunc(ctx, h.end)
+	return context.WithValue(ctx, handshakeKey{}, h), nil
+}
+
+// Listen binds a parent's tunnel on the UDP address addr.
+func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error) {
 	udpAddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	udp, err := net.ListenUDP("udp", udpAddr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	key := quic.StatelessResetKey(resetKey)
-	tr := &quic.Transport{Conn: udp, StatelessResetKey: &key}
-	ln, err := tr.Listen(tlsConf, QUICConfig())
-	if err != nil {
-		tr.Close()
-		return nil, nil, err
+	if lc.ReadBuffer <= 0 {
+		lc.ReadBuffer = DefaultReadBuffer
 	}
-	return tr, ln, nil
+	growReadBuffer(udp, lc.ReadBuffer)
+	if lc.MaxHandshakes <= 0 {
+		lc.MaxHandshakes = DefaultMaxHandshakes
+	}
+	key := quic.StatelessResetKey(lc.ResetKey)
+	l := &Listener{max: int64(lc.MaxHandshakes)}
+	l.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, ConnContext: l.admit}
+	if l.ln, err = l.tr.Listen(tlsConf, QUICConfig()); err != nil {
+		l.tr.Close()
+		return nil, err
+	}
+	return l, nil
 }
+
+// Accept waits for the next connection whose handshake is done.
+func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) {
+	conn, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if h, ok := conn.Context().Value(handshakeKey{}).(*handshake); ok {
+		h.end()
+	}
+	return conn, nil
+}
+
+// Addr is the UDP address the listener is bound to.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close closes the listener and its socket.
+func (l *Listener) Close() error { return l.tr.Close() }
 
 // ServerTLS is a parent's TLS: its certificate chain (leaf, then the tree
 // CA, which enrolling boxes pin) and the tree CA for client certificates.

@@ -37,7 +37,7 @@ func TestRestartedParentResetsOldConnections(t *testing.T) {
 	server := testPair(t, ca, pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
 	client := testPair(t, ca, pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
 	key := [32]byte{1, 2, 3}
-	tr, ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), key)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,13 +70,13 @@ func TestRestartedParentResetsOldConnections(t *testing.T) {
 	}
 
 	// The parent dies without a word: its socket goes, nothing is sent.
-	tr.Conn.Close()
-	tr.Close()
-	tr2, _, err := Listen(addr, ServerTLS(server, ca.Cert), key)
+	ln.tr.Conn.Close()
+	ln.Close()
+	ln2, err := Listen(addr, ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr2.Close()
+	defer ln2.Close()
 	// The child's next frame is answered with a reset. (QUIC sends none
 	// for packets as small as a bare keepalive: a reset must be smaller
 	// than what it answers.)
@@ -91,5 +91,60 @@ func TestRestartedParentResetsOldConnections(t *testing.T) {
 	var reset *quic.StatelessResetError
 	if cause := context.Cause(conn.Context()); !errors.As(cause, &reset) {
 		t.Fatalf("connection ended with %v, want a stateless reset", cause)
+	}
+}
+
+// TestHandshakesBeyondTheLimitAreRefused: a parent busy with as many
+// handshakes as it allows refuses the next connection at once, and takes
+// connections again as its handshakes end, whether they were accepted or
+// failed.
+func TestHandshakesBeyondTheLimitAreRefused(t *testing.T) {
+	ca, err := pki.NewCA("test tree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := testPair(t, ca, pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
+	client := testPair(t, ca, pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{MaxHandshakes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// One handshake in progress, as far as the listener knows.
+	busy, stop := context.WithCancel(ctx)
+	if _, err := ln.admit(busy, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), ChildQUICConfig(time.Minute))
+	var refused *quic.TransportError
+	if !errors.As(err, &refused) || refused.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("dial while busy: %v, want CONNECTION_REFUSED", err)
+	}
+
+	// That handshake fails: there is room again.
+	stop()
+	for ln.handshakes.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		conn, err := ln.Accept(ctx)
+		if err == nil {
+			<-conn.Context().Done()
+		}
+	}()
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), ChildQUICConfig(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	// Accepted: its handshake no longer counts.
+	for ln.handshakes.Load() != 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d handshakes still counted after the accept", ln.handshakes.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

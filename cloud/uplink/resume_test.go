@@ -73,11 +73,11 @@ func testParent(t *testing.T) (addr string, ca *pki.CA, sessions <-chan func(tun
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, ln, err := tunnel.Listen("127.0.0.1:0", tunnel.ServerTLS(pair, ca.Cert), [32]byte{7})
+	ln, err := tunnel.Listen("127.0.0.1:0", tunnel.ServerTLS(pair, ca.Cert), tunnel.ListenConfig{ResetKey: [32]byte{7}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tr.Close() })
+	t.Cleanup(func() { ln.Close() })
 	ch := make(chan func(tunnel.ReportMark) *parentSession)
 	go func() {
 		for {
