@@ -189,7 +189,7 @@ func (c *Config) validate(file string, root *yaml.Node) error {
 		field    string
 		v, least time.Duration
 	}{
-		{"lostAfter", c.Uplink.LostAfter, time.Second}, // keepalives go three times in it
+		{"lostAfter", c.Uplink.LostAfter, time.Second}, // a keepalive goes when half of it passed in silence
 		{"failoverAfter", c.Uplink.FailoverAfter, 100 * time.Millisecond},
 		{"returnEvery", c.Uplink.ReturnEvery, 100 * time.Millisecond},
 	} {
