@@ -207,6 +207,18 @@ func Parse(file string, data []byte) (Board, error) {
 
 var urlRe = regexp.MustCompile(`^https://[^\s]+$`)
 
+// Packages are the Debian packages a board's image is built from: its
+// kernel, then its bootloader and its firmware where it has them.
+func (b Board) Packages() []string {
+	out := []string{b.Kernel.Package}
+	for _, p := range []string{b.Boot.Bootloader, b.Boot.Firmware} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (b Board) check() error {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }

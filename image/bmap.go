@@ -20,20 +20,34 @@ type bmapRange struct {
 
 // makeBmap writes the block map of the image, for bmaptool.
 func (b *builder) makeBmap(context.Context) error {
-	f, err := os.Open(b.path(diskFile))
+	ranges, err := writeBmap(b.path(diskFile), b.path(diskFile+".bmap"))
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	ranges, err := mapBlocks(f, b.layout.size)
-	if err != nil {
-		return fmt.Errorf("block map: %w", err)
-	}
-	if err := os.WriteFile(b.path(diskFile+".bmap"), formatBmap(b.layout.size, ranges), 0o644); err != nil {
-		return fmt.Errorf("block map: %w", err)
-	}
 	b.progress("bmap: %d of %d blocks mapped, in %d ranges", mappedBlocks(ranges), b.layout.size/blockSize, len(ranges))
 	return nil
+}
+
+// writeBmap writes the block map of the image img to dst, through a
+// temporary file and a rename, and returns its ranges.
+func writeBmap(img, dst string) ([]bmapRange, error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ranges, err := mapBlocks(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("block map: %w", err)
+	}
+	if err := replaceFile(dst, formatBmap(st.Size(), ranges)); err != nil {
+		return nil, fmt.Errorf("block map: %w", err)
+	}
+	return ranges, nil
 }
 
 // mapBlocks returns the runs of blocks of f (size bytes) that are not all

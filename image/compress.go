@@ -18,13 +18,21 @@ const zstdLevel = 10
 // checksum).
 func (b *builder) compress(ctx context.Context) error {
 	img := b.path(diskFile)
-	if err := run(ctx, nil, "zstd", "-q", "--no-progress", "-"+strconv.Itoa(zstdLevel), "-T1", "-o", img+".zst", img); err != nil {
-		return fmt.Errorf("compress: %w", err)
+	if err := zstdFile(ctx, img, img+".zst"); err != nil {
+		return err
 	}
 	st, err := os.Stat(img + ".zst")
 	if err != nil {
 		return fmt.Errorf("compress: %w", err)
 	}
 	b.progress("zstd: %d bytes", st.Size())
+	return nil
+}
+
+// zstdFile compresses src into dst at zstdLevel, on one thread.
+func zstdFile(ctx context.Context, src, dst string) error {
+	if err := run(ctx, nil, "zstd", "-q", "-f", "--no-progress", "-"+strconv.Itoa(zstdLevel), "-T1", "-o", dst, src); err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
 	return nil
 }

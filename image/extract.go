@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -31,33 +30,17 @@ func ExtractBootFile(ctx context.Context, img, name, out string) error {
 // out blocks that now hold data.
 func refreshCompanions(ctx context.Context, img string) error {
 	if _, err := os.Stat(img + ".bmap"); err == nil {
-		f, err := os.Open(img)
-		if err != nil {
-			return err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return err
-		}
-		ranges, err := mapBlocks(f, st.Size())
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("block map: %w", err)
-		}
-		if err := replaceFile(img+".bmap", formatBmap(st.Size(), ranges)); err != nil {
+		if _, err := writeBmap(img, img+".bmap"); err != nil {
 			return err
 		}
 	}
 	if _, err := os.Stat(img + ".zst"); err == nil {
 		tmp := img + ".zst.tmp"
-		if err := run(ctx, nil, "zstd", "-q", "-f", "--no-progress", "-"+strconv.Itoa(zstdLevel), "-T1", "-o", tmp, img); err != nil {
+		if err := zstdFile(ctx, img, tmp); err != nil {
 			os.Remove(tmp)
-			return fmt.Errorf("compress: %w", err)
-		}
-		if err := os.Rename(tmp, img+".zst"); err != nil {
 			return err
 		}
+		return os.Rename(tmp, img+".zst")
 	}
 	return nil
 }

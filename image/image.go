@@ -29,14 +29,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/ote-edge/ote/rootfs/initrd"
 )
 
-// Partition names, as written in the GPT; the initramfs looks for them.
+// Partition names, as written in the GPT: the ones the initramfs looks for.
 const (
-	BootName  = "ote-boot"
-	RootAName = "ote-root-a"
-	RootBName = "ote-root-b"
-	DataName  = "ote-data"
+	BootName  = initrd.PartBoot
+	RootAName = initrd.PartRootA
+	RootBName = initrd.PartRootB
+	DataName  = initrd.PartData
 )
 
 // MiB is a mebibyte. Every partition size is a positive multiple of it.

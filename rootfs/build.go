@@ -65,18 +65,15 @@ func Image(ctx context.Context, o Options) error {
 	}
 	var pins []apt.Package
 	var names []string
-	for _, want := range []string{b.Kernel.Package, b.Boot.Bootloader, b.Boot.Firmware} {
-		if want == "" {
-			continue
-		}
+	for _, want := range b.Packages() {
 		p, err := lock.Find(b.Arch, want)
 		if err != nil {
 			return err
 		}
 		pins, names = append(pins, p), append(names, want)
 	}
-	root := &apt.Root{Dir: filepath.Join(o.Cache, "apt-"+b.Arch), Arch: b.Arch, Progress: o.Progress}
-	if _, err := os.Stat(filepath.Join(o.Cache, "apt-"+b.Arch, "var/lib/apt/lists/lock")); err != nil {
+	root := &apt.Root{Dir: aptRoot(o.Cache, b.Arch), Arch: b.Arch, Progress: o.Progress}
+	if _, err := os.Stat(filepath.Join(root.Dir, "var/lib/apt/lists/lock")); err != nil {
 		step("fetching the %s package lists", b.Arch)
 		if err := root.Update(ctx); err != nil {
 			return err
@@ -97,14 +94,8 @@ func Image(ctx context.Context, o Options) error {
 	in := BootInputs{Board: b, Kernel: k, Config: o.Config, Enroll: o.Enroll}
 	for i := 1; i < len(pins); i++ {
 		dir := unpacked(i)
-		if _, err := os.Stat(filepath.Join(dir, ".unpacked")); err != nil {
-			os.RemoveAll(dir)
-			if err := Unpack(ctx, debs[i], dir); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(dir, ".unpacked"), nil, 0o644); err != nil {
-				return err
-			}
+		if err := unpackOnce(ctx, debs[i], dir); err != nil {
+			return err
 		}
 		switch names[i] {
 		case b.Boot.Bootloader:
@@ -147,7 +138,7 @@ func Image(ctx context.Context, o Options) error {
 // before them and after them for the partition table and its backup.
 func MinSize(b board.Board) int64 {
 	p := b.Partitions
-	return 2<<20 + int64(p.Boot) + 2*int64(p.Root) + int64(p.Data)
+	return 2*image.MiB + int64(p.Boot) + 2*int64(p.Root) + int64(p.Data)
 }
 
 // DataSize is the data partition's size in an image of the given size
@@ -159,7 +150,7 @@ func DataSize(b board.Board, size int64) (int64, error) {
 		return int64(b.Partitions.Data), nil
 	case size < least:
 		return 0, fmt.Errorf("an image of %d MiB is too small for %s: its partitions need %d MiB", size>>20, b.Name, least>>20)
-	case size%(1<<20) != 0:
+	case size%image.MiB != 0:
 		return 0, fmt.Errorf("the image size must be a whole number of MiB, got %d bytes", size)
 	}
 	return int64(b.Partitions.Data) + size - least, nil

@@ -40,15 +40,26 @@ func Unpack(ctx context.Context, deb, dir string) error {
 	return nil
 }
 
+// unpackOnce unpacks a package into dir unless an earlier build finished
+// doing so; what a build left half done is unpacked again.
+func unpackOnce(ctx context.Context, deb, dir string) error {
+	mark := filepath.Join(dir, ".unpacked")
+	if _, err := os.Stat(mark); err == nil {
+		return nil
+	}
+	os.RemoveAll(dir)
+	if err := Unpack(ctx, deb, dir); err != nil {
+		return err
+	}
+	return os.WriteFile(mark, nil, 0o644)
+}
+
 // OpenKernel unpacks a kernel package (once) and runs depmod over its
 // modules: Debian's packages ship no modules.dep.
 func OpenKernel(ctx context.Context, deb, dir string) (Kernel, error) {
 	k := Kernel{Dir: dir}
-	if _, err := os.Stat(filepath.Join(dir, ".unpacked")); err != nil {
-		os.RemoveAll(dir)
-		if err := Unpack(ctx, deb, dir); err != nil {
-			return k, err
-		}
+	if err := unpackOnce(ctx, deb, dir); err != nil {
+		return k, err
 	}
 	versions, err := os.ReadDir(filepath.Join(dir, "lib", "modules"))
 	if err != nil || len(versions) != 1 {
@@ -64,7 +75,7 @@ func OpenKernel(ctx context.Context, deb, dir string) (Kernel, error) {
 			return k, fmt.Errorf("depmod %s: %w: %s", k.Version, err, bytes.TrimSpace(out))
 		}
 	}
-	return k, os.WriteFile(filepath.Join(dir, ".unpacked"), nil, 0o644)
+	return k, nil
 }
 
 // ModuleChain returns the module files (relative to the module tree) that

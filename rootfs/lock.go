@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -41,9 +42,9 @@ func Wanted(boards []board.Board) map[string][]string {
 		}
 	}
 	for _, b := range boards {
-		add(b.Arch, b.Kernel.Package)
-		add(b.Arch, b.Boot.Bootloader)
-		add(b.Arch, b.Boot.Firmware)
+		for _, name := range b.Packages() {
+			add(b.Arch, name)
+		}
 	}
 	for arch := range out {
 		slices.Sort(out[arch])
@@ -65,7 +66,7 @@ func Resolve(ctx context.Context, cache string, boards []board.Board, progress *
 	}
 	slices.Sort(arches)
 	for _, arch := range arches {
-		root := &apt.Root{Dir: cache + "/apt-" + arch, Arch: arch, Progress: progress}
+		root := &apt.Root{Dir: aptRoot(cache, arch), Arch: arch, Progress: progress}
 		if err := root.Update(ctx); err != nil {
 			return lock, err
 		}
@@ -125,3 +126,7 @@ func ParseLock(file string, data []byte) (Lock, error) {
 	}
 	return l, sc.Err()
 }
+
+// aptRoot is where the private APT root of an architecture lives in the
+// build cache.
+func aptRoot(cache, arch string) string { return filepath.Join(cache, "apt-"+arch) }

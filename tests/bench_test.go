@@ -78,17 +78,7 @@ func treeMemory(b *testing.B, pid int) (rssTotal, pssTotal int64) {
 		f := strings.Fields(string(stat[i+2:]))
 		ppid, _ := strconv.Atoi(f[1])
 		children[ppid] = append(children[ppid], p)
-		rollup, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "smaps_rollup"))
-		for _, line := range strings.Split(string(rollup), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			switch k {
-			case "Rss":
-				rss[p] = kb << 10
-			case "Pss":
-				pss[p] = kb << 10
-			}
-		}
+		rss[p], pss[p] = memOf(p)
 	}
 	var walk func(int)
 	walk = func(p int) {
@@ -103,6 +93,23 @@ func treeMemory(b *testing.B, pid int) (rssTotal, pssTotal int64) {
 		b.Fatalf("pid %d: no memory read, or no services running under it", pid)
 	}
 	return rssTotal, pssTotal
+}
+
+// memOf is a process's resident and proportional set sizes in bytes,
+// zero when they cannot be read.
+func memOf(pid int) (rss, pss int64) {
+	rollup, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	for _, line := range strings.Split(string(rollup), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		switch k {
+		case "Rss":
+			rss = kb << 10
+		case "Pss":
+			pss = kb << 10
+		}
+	}
+	return rss, pss
 }
 
 // BenchmarkDeliveryLatency: from a ClusterDeployment update at the API

@@ -24,7 +24,7 @@ import (
 
 // buildImage runs ote-image build for a board into dir, with config.yaml
 // on the boot partition, and returns the image's path.
-func buildImage(t *testing.T, boardName, dir, configYAML string) string {
+func buildImage(t testing.TB, boardName, dir, configYAML string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(configYAML), 0o644); err != nil {
@@ -94,31 +94,20 @@ func startVM(t testing.TB, b board.Board, img, name string, firmware bool, tune 
 // statusUp polls the VM's status page until it answers (QEMU's port
 // forward accepts before the guest listens: such a connection fails and
 // the next poll makes a new one).
-func (b *box) statusUp(within time.Duration) (statuspage.Report, time.Duration) {
+func (b *box) statusUp(within time.Duration) statuspage.Report {
 	b.t.Helper()
-	start := time.Now()
-	r := b.waitFor("the status page", within, func(statuspage.Report) bool { return true })
-	return r, time.Since(start)
+	return b.waitFor("the status page", within, func(statuspage.Report) bool { return true })
 }
 
 // cloudForVMs runs ote-cloud on the host for boxes in QEMU, which reach it
-// as 10.0.2.2, and writes an enroll.yaml into dir with a token for it
-// (uses: 0 for any number of boxes).
-func cloudForVMs(t testing.TB, dir, namePrefix, uses string) (*cloud, string) {
+// as 10.0.2.2, and writes an enroll.yaml with a token for it (uses: 0 for
+// any number of boxes).
+func cloudForVMs(t testing.TB, namePrefix, uses string) (*cloud, string) {
 	t.Helper()
 	tunnelAddr := freeUDPAddr(t)
 	_, port, _ := strings.Cut(tunnelAddr, ":")
 	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--listen", tunnelAddr)
-	r := runBinary(t, builtBinary(t, "ote-cloud"), "token", "create", "--kubeconfig", c.kubeconfig,
-		"--enroll-yaml", "--server", "10.0.2.2:"+port, "--name-prefix", namePrefix, "--uses", uses)
-	if r.code != 0 {
-		t.Fatalf("token create: %s", r.stderr)
-	}
-	enrollFile := filepath.Join(dir, "enroll.yaml")
-	if err := os.WriteFile(enrollFile, []byte(r.stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return c, enrollFile
+	return c, tokenFile(t, c.kubeconfig, "10.0.2.2:"+port, "", "--name-prefix", namePrefix, "--uses", uses)
 }
 
 const imagePassword = "image-test-password"
@@ -160,7 +149,7 @@ func imageBootsAndEnrolls(t *testing.T, name string) {
 	}
 
 	// ote-cloud on the host; the guest's 10.0.2.2 is the host's loopback.
-	c, enrollFile := cloudForVMs(t, dir, strings.TrimPrefix(name, "qemu-"), "1")
+	c, enrollFile := cloudForVMs(t, strings.TrimPrefix(name, "qemu-"), "1")
 	if r := runBinary(t, builtBinary(t, "ote-image"), "enroll", img, enrollFile); r.code != 0 {
 		t.Fatalf("ote-image enroll: %s", r.stderr)
 	}
@@ -172,7 +161,7 @@ func imageBootsAndEnrolls(t *testing.T, name string) {
 	}
 	vm := startVM(t, b, img, name, false, nil)
 	started := vm.started
-	rep, _ := vm.statusUp(90 * time.Second)
+	rep := vm.statusUp(90 * time.Second)
 	t.Logf("%s: status page %v after QEMU started", name, time.Since(started).Round(10*time.Millisecond))
 	if rep.Device.Arch != b.Arch {
 		t.Errorf("the guest says arch %q, want %s", rep.Device.Arch, b.Arch)
@@ -222,7 +211,7 @@ func imageBootsAndEnrolls(t *testing.T, name string) {
 	// The same image through the board's UEFI firmware and systemd-boot.
 	vm = startVM(t, b, img, name+"-firmware", true, nil)
 	started = vm.started
-	rep, _ = vm.statusUp(180 * time.Second)
+	rep = vm.statusUp(180 * time.Second)
 	t.Logf("%s: status page %v after QEMU started, through the firmware", name, time.Since(started).Round(10*time.Millisecond))
 	rep = vm.waitFor("the uplink connected after a firmware boot", 120*time.Second, func(r statuspage.Report) bool { return r.Uplink.Phase == "connected" })
 	if rep.Uplink.Cluster != cluster {
@@ -244,7 +233,7 @@ func TestTwoVMsOnOneLAN(t *testing.T) {
 	}
 	dir := t.TempDir()
 	img := buildImage(t, name, dir, imageConfig(t))
-	c, enrollFile := cloudForVMs(t, dir, "lan", "2")
+	c, enrollFile := cloudForVMs(t, "lan", "2")
 	lan := fmt.Sprintf("230.0.0.1:%d", 20000+os.Getpid()%20000)
 	var vms []*box
 	for i := range 2 {
@@ -382,14 +371,8 @@ func BenchmarkImageBoot(b *testing.B) {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte("status:\n  listen: \":80\"\n"), 0o644)
-	img := filepath.Join(dir, name+".img")
-	if r := runBinary(b, builtBinary(b, "ote-image"), "build", "--board", name, "--out", img, "--config", cfg,
-		"--cache", filepath.Join(repoRoot(b), "out", "cache")); r.code != 0 {
-		b.Fatalf("ote-image build: %s", r.stderr)
-	}
-	_, enrollFile := cloudForVMs(b, dir, "bench", "0")
+	img := buildImage(b, name, dir, "status:\n  listen: \":80\"\n")
+	_, enrollFile := cloudForVMs(b, "bench", "0")
 	if r := runBinary(b, builtBinary(b, "ote-image"), "enroll", img, enrollFile); r.code != 0 {
 		b.Fatalf("ote-image enroll: %s", r.stderr)
 	}

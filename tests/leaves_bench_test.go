@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +43,8 @@ import (
 // With OTE_PROFILE_DIR set it saves the controller's heap and goroutine
 // profiles there once all are connected, and a CPU profile of the first
 // five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
-// (default 30s, a box's): their keepalives go three times in it.
+// (default 30s, a box's): each sends a keepalive once half of it has
+// passed in silence.
 // OTE_HOLD keeps them all connected that much longer before counting the
 // ones still held, and reports the CPU each process spent while they only
 // kept their tunnels alive.
@@ -55,7 +55,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("OTE_LEAVES")); err == nil && v > 0 {
 		leaves = v
 	}
-	lostAfter := 30 * time.Second // a box's default
+	lostAfter := tunnel.DefaultLostAfter
 	if v, err := time.ParseDuration(os.Getenv("OTE_LOST_AFTER")); err == nil && v >= time.Second {
 		lostAfter = v
 	}
@@ -125,11 +125,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	// As large a receive buffer as a parent's: the leaves' socket takes
 	// as many packets.
-	if raw, err := udp.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, tunnel.DefaultReadBuffer)
-		})
-	}
+	tunnel.GrowReadBuffer(udp, tunnel.DefaultReadBuffer)
 	tr := &quic.Transport{Conn: udp}
 	b.Cleanup(func() { tr.Close() })
 	raddr, err := net.ResolveUDPAddr("udp", c.tunnel)
@@ -138,7 +134,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	before := processRSS(b, c.cmd.Process.Pid)
 	loadBefore := processRSS(b, os.Getpid())
-	procs := map[string]int{"controller": c.cmd.Process.Pid, "apiserver": childPid(b, c.cmd.Process.Pid), "loadgen": os.Getpid()}
+	procs := map[string]int{"controller": c.cmd.Process.Pid, "apiserver": firstChild(b, c.cmd.Process.Pid), "loadgen": os.Getpid()}
 	cpuBefore := cpuOf(b, procs)
 	_, localPort, _ := net.SplitHostPort(udp.LocalAddr().String())
 	_, serverPort, _ := net.SplitHostPort(c.tunnel)
@@ -324,34 +320,11 @@ func saveProfile(b *testing.B, addr, name, file string) {
 // processRSS is one process's resident set in bytes.
 func processRSS(b *testing.B, pid int) int64 {
 	b.Helper()
-	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		b.Fatal(err)
+	rss, _ := memOf(pid)
+	if rss == 0 {
+		b.Fatalf("no Rss for pid %d", pid)
 	}
-	var kb int64
-	for _, line := range strings.Split(string(rollup), "\n") {
-		if _, err := fmt.Sscanf(line, "Rss: %d kB", &kb); err == nil {
-			return kb << 10
-		}
-	}
-	b.Fatalf("no Rss for pid %d", pid)
-	return 0
-}
-
-// childPid is the one child process of pid (ote-cloud's API server).
-func childPid(b *testing.B, pid int) int {
-	b.Helper()
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, f := range tasks {
-		data, _ := os.ReadFile(f)
-		for _, field := range strings.Fields(string(data)) {
-			if child, err := strconv.Atoi(field); err == nil {
-				return child
-			}
-		}
-	}
-	b.Fatalf("pid %d has no child", pid)
-	return 0
+	return rss
 }
 
 // cpuOf is the CPU time (user and system) each named process has used.

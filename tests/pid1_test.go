@@ -63,7 +63,7 @@ func TestInitAsPID1(t *testing.T) {
 			t.Errorf("services = %v, want state and controller (network disabled)", names)
 		}
 
-		init := initPID(t, b.cmd.Process.Pid)
+		init := firstChild(t, b.cmd.Process.Pid)
 		mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mounts", init))
 		if err != nil {
 			t.Fatal(err)
@@ -100,19 +100,24 @@ func TestInitAsPID1(t *testing.T) {
 	}
 }
 
-// initPID finds the process unshare forked: ote init, PID 1 inside.
-func initPID(t *testing.T, unshare int) int {
+// firstChild waits up to five seconds for a child of pid (of any of its
+// threads) and returns the first: the ote init that unshare forked, or the
+// API server ote-cloud runs.
+func firstChild(t testing.TB, pid int) int {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", unshare, unshare))
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			pid, _ := strconv.Atoi(f[0])
-			return pid
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				child, _ := strconv.Atoi(f[0])
+				return child
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("unshare (pid %d) has no child", unshare)
+	t.Fatalf("pid %d has no child", pid)
 	return 0
 }
 

@@ -29,7 +29,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.EnrollFile, "enroll-file", "", "join a higher level as a lower level of its tree, with the enroll.yaml in `FILE` (a token made with --level)")
 	fs.StringVar(&cfg.Parent, "parent", "", "`HOST:PORT` of the higher level's tunnel (default: the server in --enroll-file)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "`HOST:PORT` where this level's tunnel is reached, for other levels' children (default: --listen when it names a host)")
-	fs.DurationVar(&cfg.LostAfter, "lost-after", 30*time.Second, "how long this level's parent may stay silent before it is taken for lost (a parent that stops or restarts is noticed at once)")
+	fs.DurationVar(&cfg.LostAfter, "lost-after", tunnel.DefaultLostAfter, "how long this level's parent may stay silent before it is taken for lost (a parent that stops or restarts is noticed at once)")
 	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", tunnel.DefaultMaxHandshakes, "how many children's tunnel handshakes may be in progress at once; more are refused, and those children try again after their backoff")

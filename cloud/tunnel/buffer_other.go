@@ -4,6 +4,6 @@ package tunnel
 
 import "net"
 
-// growReadBuffer sets a UDP socket's receive buffer to size, within the
+// GrowReadBuffer sets a UDP socket's receive buffer to size, within the
 // system's limit.
-func growReadBuffer(udp *net.UDPConn, size int) { udp.SetReadBuffer(size) }
+func GrowReadBuffer(udp *net.UDPConn, size int) { udp.SetReadBuffer(size) }

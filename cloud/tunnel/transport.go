@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +47,10 @@ func QUICConfig() *quic.Config {
 	}
 }
 
+// DefaultLostAfter is a child's lostAfter (see ChildQUICConfig) unless
+// configured otherwise.
+const DefaultLostAfter = 30 * time.Second
+
 // ChildQUICConfig is a child's: it takes its parent for lost after
 // lostAfter without a packet from it (QUIC's idle timeout, of which the
 // smaller of both ends' applies; at most a minute), and sends a keepalive
@@ -80,16 +83,15 @@ type ListenConfig struct {
 	// begun and to the keepalives of the children already connected,
 	// instead of to handshakes that would time out half done.
 	MaxHandshakes int
-	// ReadBuffer is the socket's receive buffer in bytes (default
-	// DefaultReadBuffer): a parent's children send in bursts that its one
-	// socket must absorb while the process is busy.
-	ReadBuffer int
 }
 
-// Defaults of ListenConfig.
 const (
+	// DefaultMaxHandshakes is ListenConfig.MaxHandshakes by default.
 	DefaultMaxHandshakes = 128
-	DefaultReadBuffer    = 32 << 20
+	// DefaultReadBuffer is the receive buffer of a parent's socket, in
+	// bytes: its children send in bursts that the one socket must absorb
+	// while the process is busy.
+	DefaultReadBuffer = 32 << 20
 )
 
 // Listener is a parent's tunnel listener.
@@ -103,21 +105,10 @@ type Listener struct {
 // errBusy refuses a connection beyond ListenConfig.MaxHandshakes.
 var errBusy = errors.New("too many handshakes in progress")
 
-// handshake is one admitted handshake, ended once.
-type handshake struct {
-	once sync.Once
-	stop func() bool
-	l    *Listener
-}
-
-func (h *handshake) end() {
-	h.once.Do(func() {
-		h.stop()
-		h.l.handshakes.Add(-1)
-	})
-}
-
-type handshakeKey struct{}
+// endHandshake is kept in an admitted connection's context: it ends the
+// count of its handshake at the accept, unless the handshake failed and
+// ended it already.
+type endHandshake struct{}
 
 // admit counts a new connection's handshake, or refuses the connection.
 // The count drops when the connection is accepted or its handshake fails.
@@ -126,9 +117,8 @@ func (l *Listener) admit(ctx context.Context, _ *quic.ClientInfo) (context.Conte
 		l.handshakes.Add(-1)
 		return nil, errBusy
 	}
-	h := &handshake{l: l}
-	h.stop = context.AfterFunc(ctx, h.end)
-	return context.WithValue(ctx, handshakeKey{}, h), nil
+	failed := context.AfterFunc(ctx, func() { l.handshakes.Add(-1) })
+	return context.WithValue(ctx, endHandshake{}, failed), nil
 }
 
 // Listen binds a parent's tunnel on the UDP address addr.
@@ -141,10 +131,7 @@ func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error
 	if err != nil {
 		return nil, err
 	}
-	if lc.ReadBuffer <= 0 {
-		lc.ReadBuffer = DefaultReadBuffer
-	}
-	growReadBuffer(udp, lc.ReadBuffer)
+	GrowReadBuffer(udp, DefaultReadBuffer)
 	if lc.MaxHandshakes <= 0 {
 		lc.MaxHandshakes = DefaultMaxHandshakes
 	}
@@ -164,8 +151,10 @@ func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h, ok := conn.Context().Value(handshakeKey{}).(*handshake); ok {
-		h.end()
+	// Stopping the count's release on failure means the handshake was
+	// still counted: it ends here.
+	if stop, ok := conn.Context().Value(endHandshake{}).(func() bool); ok && stop() {
+		l.handshakes.Add(-1)
 	}
 	return conn, nil
 }

@@ -12,17 +12,27 @@ import (
 	"github.com/ote-edge/ote/cloud/pki"
 )
 
-func testPair(t *testing.T, ca *pki.CA, req pki.Request) tls.Certificate {
+// testTree is a tree's CA with a parent's identity and a child's (box-1).
+func testTree(t *testing.T) (ca *pki.CA, server, client tls.Certificate) {
 	t.Helper()
-	certPEM, keyPEM, err := ca.Issue(req)
+	ca, err := pki.NewCA("test tree")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
-	if err != nil {
-		t.Fatal(err)
+	pair := func(req pki.Request) tls.Certificate {
+		certPEM, keyPEM, err := ca.Issue(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	return pair
+	server = pair(pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
+	client = pair(pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	return ca, server, client
 }
 
 // A parent that dies and comes back on the same port answers its old
@@ -30,12 +40,7 @@ func testPair(t *testing.T, ca *pki.CA, req pki.Request) tls.Certificate {
 // child learns at once that its tunnel is gone, long before its idle
 // timeout.
 func TestRestartedParentResetsOldConnections(t *testing.T) {
-	ca, err := pki.NewCA("test tree")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := testPair(t, ca, pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
-	client := testPair(t, ca, pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	ca, server, client := testTree(t)
 	key := [32]byte{1, 2, 3}
 	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key})
 	if err != nil {
@@ -99,12 +104,7 @@ func TestRestartedParentResetsOldConnections(t *testing.T) {
 // connections again as its handshakes end, whether they were accepted or
 // failed.
 func TestHandshakesBeyondTheLimitAreRefused(t *testing.T) {
-	ca, err := pki.NewCA("test tree")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := testPair(t, ca, pki.Request{CommonName: ServerName, DNSNames: []string{ServerName}, Server: true, Validity: time.Hour})
-	client := testPair(t, ca, pki.Request{CommonName: "box-1", Client: true, Validity: time.Hour})
+	ca, server, client := testTree(t)
 	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{MaxHandshakes: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -169,7 +169,7 @@ func newLink(cfg Config) *link {
 		cfg.Backoff = backoff.Backoff{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
 	}
 	if cfg.LostAfter == 0 {
-		cfg.LostAfter = 30 * time.Second
+		cfg.LostAfter = tunnel.DefaultLostAfter
 	}
 	if cfg.FailoverAfter == 0 {
 		cfg.FailoverAfter = 2 * time.Second

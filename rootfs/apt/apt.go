@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +37,6 @@ type Root struct {
 	Dir     string   // the root's directory; created as needed
 	Arch    string   // Debian architecture: amd64, arm64
 	Sources []string // deb lines; default DefaultSources()
-	Log     *slog.Logger
 	// Progress, if set, receives apt-get's progress output.
 	Progress io.Writer
 }
@@ -135,7 +133,10 @@ type Package struct {
 
 func (p Package) String() string { return p.Name + "=" + p.Version }
 
-var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+var (
+	nameRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	candidateRe = regexp.MustCompile(`(?m)^\s*Candidate:\s*(\S+)`) // in apt-cache policy
+)
 
 // Resolve finds the version the lists offer for each name, following a
 // metapackage (such as linux-image-cloud-amd64) to the one package it
@@ -181,7 +182,7 @@ func (r *Root) show(ctx context.Context, name string) (Package, []string, error)
 	if err != nil {
 		return Package{}, nil, err
 	}
-	m := regexp.MustCompile(`(?m)^\s*Candidate:\s*(\S+)`).FindSubmatch(policy)
+	m := candidateRe.FindSubmatch(policy)
 	if m == nil || string(m[1]) == "(none)" {
 		return Package{}, nil, fmt.Errorf("apt: no package %s for %s in the lists (run an update?)", name, r.Arch)
 	}
@@ -223,7 +224,8 @@ func (r *Root) Download(ctx context.Context, pkgs []Package) ([]string, error) {
 	}
 	debs := filepath.Join(r.Dir, "debs")
 	var paths, missing []string
-	for _, p := range pkgs {
+	fetched := map[int]bool{} // the packages to check again after the download
+	for i, p := range pkgs {
 		if !nameRe.MatchString(p.Name) || strings.ContainsAny(p.Version, " /") || (p.Arch != r.Arch && p.Arch != "all") || len(p.SHA256) != 64 {
 			return nil, fmt.Errorf("apt: bad pinned package %s for %s (arch %q, sha256 %q)", p, r.Arch, p.Arch, p.SHA256)
 		}
@@ -231,18 +233,19 @@ func (r *Root) Download(ctx context.Context, pkgs []Package) ([]string, error) {
 		paths = append(paths, path)
 		if ok, err := fileHash(path, p.SHA256); err != nil || !ok {
 			missing = append(missing, p.String())
+			fetched[i] = true
 		}
 	}
 	if len(missing) > 0 {
-		if r.Log != nil {
-			r.Log.Info("downloading", "arch", r.Arch, "packages", missing)
-		}
 		args := append([]string{"apt-get", "download", "-q"}, missing...)
 		if _, err := r.apt(ctx, debs, true, args...); err != nil {
 			return nil, fmt.Errorf("%w (a pinned version the mirror no longer has needs a new lock)", err)
 		}
 	}
 	for i, p := range pkgs {
+		if !fetched[i] {
+			continue
+		}
 		ok, err := fileHash(paths[i], p.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("apt: %s: %w", p, err)

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -80,11 +79,12 @@ func (w *Writer) Write(e Entry) error {
 	if e.Mode&^0o7777 == TypeDir {
 		nlink = 2
 	}
-	return w.record(e.Name, w.ino, e.Mode, e.UID, e.GID, nlink, e.Data, e.Major, e.Minor)
+	w.record(e.Name, w.ino, e.Mode, e.UID, e.GID, nlink, e.Data, e.Major, e.Minor)
+	return nil
 }
 
 // record writes one header, name and body.
-func (w *Writer) record(name string, ino, mode, uid, gid, nlink uint32, data []byte, major, minor uint32) error {
+func (w *Writer) record(name string, ino, mode, uid, gid, nlink uint32, data []byte, major, minor uint32) {
 	hdr := fmt.Sprintf("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
 		ino, mode, uid, gid, nlink, 0 /* mtime */, len(data), 0, 0, major, minor, len(name)+1, 0)
 	w.put([]byte(hdr))
@@ -93,7 +93,6 @@ func (w *Writer) record(name string, ino, mode, uid, gid, nlink uint32, data []b
 	w.pad()
 	w.put(data)
 	w.pad()
-	return nil
 }
 
 func (w *Writer) put(b []byte) {
@@ -139,44 +138,4 @@ func Sorted(entries []Entry) []Entry {
 		return slices.Compare(strings.Split(a.Name, "/"), strings.Split(b.Name, "/"))
 	})
 	return out
-}
-
-// FromFS reads every file, directory and symlink below root in fsys as
-// entries owned by root, keeping permission bits.
-func FromFS(fsys fs.FS, root string) ([]Entry, error) {
-	var out []Entry
-	err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
-		if name == "" {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		e := Entry{Name: name, Mode: uint32(info.Mode().Perm())}
-		switch {
-		case d.IsDir():
-			e.Mode |= TypeDir
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := fs.ReadLink(fsys, p)
-			if err != nil {
-				return err
-			}
-			e.Mode, e.Data = TypeSymlink|0o777, []byte(target)
-		case info.Mode().IsRegular():
-			e.Mode |= TypeRegular
-			if e.Data, err = fs.ReadFile(fsys, p); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("cpio: %s: unsupported file type %v", p, info.Mode().Type())
-		}
-		out = append(out, e)
-		return nil
-	})
-	return out, err
 }

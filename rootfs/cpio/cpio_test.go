@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"testing/fstest"
 )
 
 // parse reads a newc archive back: name → entry, in order.
@@ -128,21 +127,6 @@ func TestWriteRejectsBadEntries(t *testing.T) {
 	}
 	if err := w.Write(Entry{Name: "p", Mode: 0o010644}); err == nil {
 		t.Error("a FIFO was accepted")
-	}
-}
-
-func TestFromFS(t *testing.T) {
-	fsys := fstest.MapFS{
-		"root/init":      {Data: []byte("x"), Mode: 0o755},
-		"root/etc/hosts": {Data: []byte("127.0.0.1 localhost\n"), Mode: 0o644},
-	}
-	entries, err := FromFS(fsys, "root")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := parse(t, archive(t, entries))
-	if len(got) != 3 || got[0].Name != "etc" || got[1].Name != "etc/hosts" || got[2].Mode != TypeRegular|0o755 {
-		t.Errorf("entries = %+v", got)
 	}
 }
 

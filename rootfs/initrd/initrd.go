@@ -10,7 +10,6 @@ package initrd
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,22 +93,13 @@ func FindPartition(sys, dev, name string, wait time.Duration) (string, error) {
 	}
 }
 
-// Modules reads the list of boot modules.
+// Modules reads the list of boot modules, as paths below root.
 func Modules(root string) ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(root, ModulesList))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	mods, err := pid1.ReadModuleList(filepath.Join(root, ModulesList))
+	for i, m := range mods {
+		mods[i] = filepath.Join(root, m)
 	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			out = append(out, filepath.Join(root, line))
-		}
-	}
-	return out, nil
+	return mods, err
 }
 
 // Run does the init's work and, on success, does not return: it execs
