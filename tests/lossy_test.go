@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +74,38 @@ spec:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// A region whose link to the root goes down and comes back, without a
+// restart, resumes its report where it left off: it has nothing new to
+// say, and the root brings the clusters below it back from Disconnected
+// by itself.
+func TestRegionBackAfterOutageRestoresItsSubtree(t *testing.T) {
+	builtBinary(t, "kube")
+	root := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root")
+	proxy := newUDPProxy(t, root.tunnel)
+	enroll := tokenFile(t, root.kubeconfig, proxy.Addr(), "region-a", "--level")
+	regionListen := freeUDPAddr(t)
+	region := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--listen", regionListen,
+		"--enroll-file", enroll, "--lost-after", "2s")
+	leafRoot := t.TempDir()
+	tok, err := os.ReadFile(tokenFile(t, region.kubeconfig, regionListen, "leaf-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBootFile(t, leafRoot, "enroll.yaml", string(tok))
+	startBox(t, leafRoot)
+
+	leafIs := func(phase string) func() bool {
+		return func() bool {
+			return edgeClusters(t, root.kubeconfig)["leaf-1"] == ecView{phase, "region-a", "region-a"}
+		}
+	}
+	describe := func() string { return fmt.Sprint(edgeClusters(t, root.kubeconfig)) }
+	eventually(t, "the root sees leaf-1 through region-a", 90*time.Second, leafIs("Connected"), describe)
+
+	proxy.set(1, 0) // the region's link goes down: the root takes it for lost after 2s
+	eventually(t, "the root sees leaf-1 cut off", 30*time.Second, leafIs("Disconnected"), describe)
+	proxy.set(0, 0)
+	eventually(t, "the root sees leaf-1 back through region-a", 30*time.Second, leafIs("Connected"), describe)
 }

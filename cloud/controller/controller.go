@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -447,6 +448,9 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	}
 	welcome := c.welcomeLocked(name, capv)
 	size := c.subtreeSizeLocked(name)
+	// What it reported before is reached through it again: a child that
+	// resumes its report does not say it twice.
+	dirty := append(slices.Collect(maps.Keys(c.claims[name])), name)
 	c.mu.Unlock()
 	if old != nil {
 		old.conn.CloseWithError(tunnel.CloseReplaced, "replaced by a newer connection")
@@ -458,7 +462,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	if s.serves != "" {
 		c.welcomeAll() // its siblings gain an alternate
 	}
-	c.markDirty(name)
+	c.markDirty(dirty...)
 	log.Info("connected", "agent", hello.AgentVersion, "visitor", visitor)
 	// Written with the first desired mark: one request per connect.
 	connected := map[string]any{

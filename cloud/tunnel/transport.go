@@ -139,7 +139,7 @@ func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error
 	l := &Listener{max: int64(lc.MaxHandshakes)}
 	l.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, ConnContext: l.admit}
 	if l.ln, err = l.tr.Listen(tlsConf, QUICConfig()); err != nil {
-		l.tr.Close()
+		l.Close()
 		return nil, err
 	}
 	return l, nil
@@ -162,8 +162,15 @@ func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) {
 // Addr is the UDP address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
-// Close closes the listener and its socket.
-func (l *Listener) Close() error { return l.tr.Close() }
+// Close closes the listener and its socket (a quic.Transport leaves open
+// a socket it was given).
+func (l *Listener) Close() error {
+	err := l.tr.Close()
+	if cerr := l.tr.Conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // ServerTLS is a parent's TLS: its certificate chain (leaf, then the tree
 // CA, which enrolling boxes pin) and the tree CA for client certificates.

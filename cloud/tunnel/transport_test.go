@@ -148,3 +148,21 @@ func TestHandshakesBeyondTheLimitAreRefused(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A closed listener gives its port back.
+func TestListenerCloseFreesItsPort(t *testing.T) {
+	ca, server, _ := testTree(t)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Listen(addr, ServerTLS(server, ca.Cert), ListenConfig{})
+	if err != nil {
+		t.Fatalf("the port of a closed listener: %v", err)
+	}
+	again.Close()
+}
