@@ -1,16 +1,15 @@
 package image
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/ote-edge/ote/image/gpt"
 )
 
 // Partition is one GPT partition entry.
@@ -68,51 +67,21 @@ func ReadPartitions(img string) ([]Partition, error) {
 	return parts, nil
 }
 
-// GPT header fields used here (UEFI 2.10 §5.3.2).
+// GPT entry fields used here (UEFI 2.10 §5.3.3).
 const (
-	gptHeaderMin   = 92
-	gptMaxEntries  = 1024
-	gptMaxEntrySz  = 4096
-	gptEntryMin    = 128
-	gptNameOffset  = 56
-	gptNameLength  = 72
-	gptMaxEntryLBA = 1 << 32
-	gptMaxLBA      = 1 << 48 // 128 PiB: keeps byte offsets in an int64
+	gptNameOffset = 56
+	gptNameLength = 72
+	gptMaxLBA     = 1 << 48 // 128 PiB: keeps byte offsets in an int64
 )
 
 func readGPT(r io.ReaderAt) ([]Partition, error) {
-	hdr := make([]byte, sectorSize)
-	if _, err := r.ReadAt(hdr, sectorSize); err != nil {
-		return nil, fmt.Errorf("read GPT header: %w", err)
-	}
-	if string(hdr[:8]) != "EFI PART" {
-		return nil, errors.New("no GPT header at LBA 1 (not a GPT disk with 512-byte sectors)")
-	}
-	le := binary.LittleEndian
-	size := le.Uint32(hdr[12:16])
-	if size < gptHeaderMin || size > sectorSize {
-		return nil, fmt.Errorf("GPT header size %d is not in [%d, %d]", size, gptHeaderMin, sectorSize)
-	}
-	h := bytes.Clone(hdr[:size])
-	clear(h[16:20])
-	if got, want := crc32.ChecksumIEEE(h), le.Uint32(hdr[16:20]); got != want {
-		return nil, fmt.Errorf("GPT header checksum %08x, want %08x", got, want)
-	}
-	lba, n, esz := le.Uint64(hdr[72:80]), le.Uint32(hdr[80:84]), le.Uint32(hdr[84:88])
-	if n > gptMaxEntries || esz < gptEntryMin || esz > gptMaxEntrySz || esz%8 != 0 || lba < 2 || lba > gptMaxEntryLBA {
-		return nil, fmt.Errorf("GPT header: %d entries of %d bytes at LBA %d is not a table this reads", n, esz, lba)
-	}
-	entries := make([]byte, int(n)*int(esz))
-	if _, err := r.ReadAt(entries, int64(lba)*sectorSize); err != nil {
-		return nil, fmt.Errorf("read GPT entries: %w", err)
-	}
-	if got, want := crc32.ChecksumIEEE(entries), le.Uint32(hdr[88:92]); got != want {
-		return nil, fmt.Errorf("GPT entries checksum %08x, want %08x", got, want)
+	t, err := gpt.Read(r)
+	if err != nil {
+		return nil, err
 	}
 	var parts []Partition
-	for i := range int(n) {
-		e := entries[i*int(esz) : (i+1)*int(esz)]
-		p, ok, err := parseGPTEntry(e)
+	for i := range t.Len() {
+		p, ok, err := parseGPTEntry(t.Entry(i))
 		if err != nil {
 			return nil, fmt.Errorf("GPT entry %d: %w", i+1, err)
 		}
@@ -126,11 +95,10 @@ func readGPT(r io.ReaderAt) ([]Partition, error) {
 
 // parseGPTEntry parses one entry; ok is false for an unused one.
 func parseGPTEntry(e []byte) (p Partition, ok bool, err error) {
-	if bytes.Equal(e[:16], make([]byte, 16)) {
+	if !gpt.Used(e) {
 		return Partition{}, false, nil
 	}
-	le := binary.LittleEndian
-	first, last := le.Uint64(e[32:40]), le.Uint64(e[40:48])
+	first, last := gpt.LBAs(e)
 	if last < first || last >= gptMaxLBA {
 		return Partition{}, false, fmt.Errorf("LBAs %d to %d are not a partition", first, last)
 	}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ote-edge/ote/image/gpt"
 )
 
 const (
-	sectorSize = 512
+	sectorSize = gpt.SectorSize
 	// fixedTime is every timestamp written into an image: 2000-01-01
 	// 00:00:00 UTC, in Unix seconds.
 	fixedTime = 946684800

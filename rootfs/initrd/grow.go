@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ote-edge/ote/image/gpt"
 )
 
 // The data partition is written small and grows to fill the disk at the
@@ -21,7 +23,7 @@ import (
 // kernel re-reads the table before anything is mounted, and the ext4
 // filesystem is resized online once mounted.
 
-const sector = 512
+const sector = gpt.SectorSize
 
 // Disk is a whole disk: its device node, size, and the number of the
 // partition to grow.
@@ -66,37 +68,23 @@ func GrowLast(f interface {
 	io.ReaderAt
 	io.WriterAt
 }, size int64, part int) (bool, error) {
+	t, err := gpt.Read(f)
+	if err != nil {
+		return false, err
+	}
+	if part < 1 || part > t.Len() {
+		return false, fmt.Errorf("GPT: %d entries, no partition %d", t.Len(), part)
+	}
 	le := binary.LittleEndian
-	hdr := make([]byte, sector)
-	if _, err := f.ReadAt(hdr, sector); err != nil {
-		return false, fmt.Errorf("read GPT header: %w", err)
-	}
-	hsize := le.Uint32(hdr[12:16])
-	if string(hdr[:8]) != "EFI PART" || hsize < 92 || hsize > sector {
-		return false, errors.New("no GPT header at LBA 1")
-	}
-	if sum := headerCRC(hdr[:hsize]); sum != le.Uint32(hdr[16:20]) {
-		return false, errors.New("GPT header checksum does not match")
-	}
-	entriesLBA, n, esz := le.Uint64(hdr[72:80]), le.Uint32(hdr[80:84]), le.Uint32(hdr[84:88])
-	if esz < 128 || n == 0 || n > 1024 || part < 1 || part > int(n) {
-		return false, fmt.Errorf("GPT: %d entries of %d bytes, partition %d", n, esz, part)
-	}
-	entries := make([]byte, int(n)*int(esz))
-	if _, err := f.ReadAt(entries, int64(entriesLBA)*sector); err != nil {
-		return false, fmt.Errorf("read GPT entries: %w", err)
-	}
-	if crc32.ChecksumIEEE(entries) != le.Uint32(hdr[88:92]) {
-		return false, errors.New("GPT entries checksum does not match")
-	}
+	hdr, hsize, entries, entriesLBA := t.Header, t.HeaderSize, t.Entries, t.EntriesLBA
 	entrySectors := (uint64(len(entries)) + sector - 1) / sector
 	lastLBA := uint64(size/sector) - 1
 	lastUsable := lastLBA - entrySectors - 1
-	e := entries[(part-1)*int(esz) : part*int(esz)]
-	start, end := le.Uint64(e[32:40]), le.Uint64(e[40:48])
-	for i := range int(n) {
-		o := entries[i*int(esz) : (i+1)*int(esz)]
-		if i != part-1 && !bytes.Equal(o[:16], make([]byte, 16)) && le.Uint64(o[32:40]) > start {
+	e := t.Entry(part - 1)
+	start, end := gpt.LBAs(e)
+	for i := range t.Len() {
+		o := t.Entry(i)
+		if first, _ := gpt.LBAs(o); i != part-1 && gpt.Used(o) && first > start {
 			return false, fmt.Errorf("partition %d is not the last on the disk", part)
 		}
 	}
@@ -120,7 +108,7 @@ func GrowLast(f interface {
 	le.PutUint64(backup[48:56], lastUsable)
 	le.PutUint64(backup[72:80], lastLBA-entrySectors)
 	le.PutUint32(backup[88:92], entriesCRC)
-	le.PutUint32(backup[16:20], headerCRC(backup[:hsize]))
+	le.PutUint32(backup[16:20], gpt.HeaderCRC(backup[:hsize]))
 	if _, err := f.WriteAt(entries, int64(lastLBA-entrySectors)*sector); err != nil {
 		return false, err
 	}
@@ -141,7 +129,7 @@ func GrowLast(f interface {
 	le.PutUint64(hdr[32:40], lastLBA)
 	le.PutUint64(hdr[48:56], lastUsable)
 	le.PutUint32(hdr[88:92], entriesCRC)
-	le.PutUint32(hdr[16:20], headerCRC(hdr[:hsize]))
+	le.PutUint32(hdr[16:20], gpt.HeaderCRC(hdr[:hsize]))
 	if _, err := f.WriteAt(entries, int64(entriesLBA)*sector); err != nil {
 		return false, err
 	}
@@ -149,13 +137,6 @@ func GrowLast(f interface {
 		return false, err
 	}
 	return true, nil
-}
-
-// headerCRC is a GPT header's checksum, computed with its own field zero.
-func headerCRC(h []byte) uint32 {
-	c := bytes.Clone(h)
-	clear(c[16:20])
-	return crc32.ChecksumIEEE(c)
 }
 
 // GrowDisk grows the data partition of disk d and has the kernel read the
