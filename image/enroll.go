@@ -2,10 +2,8 @@ package image
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/ote-edge/ote/appliance/config"
 )
@@ -32,13 +30,10 @@ func enroll(ctx context.Context, img string, enrollYAML []byte) error {
 	if _, err := config.ParseEnroll("enroll.yaml", enrollYAML); err != nil {
 		return fmt.Errorf("image left unchanged, the new enroll.yaml is not valid: %w", err)
 	}
-	if strings.Contains(img, "@@") {
-		return errors.New(`mtools cannot open a path with "@@" in it`)
-	}
 	if err := needTools("mdir", "mmd", "mcopy"); err != nil {
 		return err
 	}
-	boot, err := findPartition(img, BootName)
+	fat, err := bootFAT(img)
 	if err != nil {
 		return err
 	}
@@ -51,8 +46,6 @@ func enroll(ctx context.Context, img string, enrollYAML []byte) error {
 	if err := writeFixedTime(src.Name(), enrollYAML); err != nil {
 		return err
 	}
-	// mtools opens the FAT at the partition's byte offset.
-	fat := fmt.Sprintf("%s@@%d", img, boot.Start)
 	if run(ctx, nil, "mdir", "-b", "-i", fat, "::ote") != nil {
 		if err := run(ctx, nil, "mmd", "-i", fat, "::ote"); err != nil {
 			return fmt.Errorf("%s partition: %w", BootName, err)

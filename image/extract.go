@@ -12,17 +12,27 @@ import (
 // the image's boot partition to out, without mounting: QEMU's direct
 // kernel boot takes the kernel and initramfs from there.
 func ExtractBootFile(ctx context.Context, img, name, out string) error {
-	if strings.Contains(img, "@@") {
-		return errors.New(`mtools cannot open a path with "@@" in it`)
-	}
-	boot, err := findPartition(img, BootName)
+	fat, err := bootFAT(img)
 	if err != nil {
 		return err
 	}
-	if err := run(ctx, nil, "mcopy", "-n", "-o", "-i", fmt.Sprintf("%s@@%d", img, boot.Start), "::"+name, out); err != nil {
+	if err := run(ctx, nil, "mcopy", "-n", "-o", "-i", fat, "::"+name, out); err != nil {
 		return fmt.Errorf("%s: %s: %w", img, name, err)
 	}
 	return nil
+}
+
+// bootFAT is the image's boot partition as mtools opens it: the image at
+// the partition's byte offset.
+func bootFAT(img string) (string, error) {
+	if strings.Contains(img, "@@") {
+		return "", errors.New(`mtools cannot open a path with "@@" in it`)
+	}
+	boot, err := findPartition(img, BootName)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s@@%d", img, boot.Start), nil
 }
 
 // refreshCompanions rewrites the image's .bmap and .zst, where they
