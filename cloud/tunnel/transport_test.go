@@ -126,9 +126,7 @@ func TestHandshakesBeyondTheLimitAreRefused(t *testing.T) {
 
 	// That handshake fails: there is room again.
 	stop()
-	for ln.handshakes.Load() != 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitNoHandshakes(ctx, t, ln, "after the failed handshake")
 	go func() {
 		conn, err := ln.Accept(ctx)
 		if err == nil {
@@ -141,9 +139,16 @@ func TestHandshakesBeyondTheLimitAreRefused(t *testing.T) {
 	}
 	defer conn.CloseWithError(0, "")
 	// Accepted: its handshake no longer counts.
+	waitNoHandshakes(ctx, t, ln, "after the accept")
+}
+
+// waitNoHandshakes waits until the listener counts no handshake, and fails
+// the test when ctx ends first.
+func waitNoHandshakes(ctx context.Context, t *testing.T, ln *Listener, when string) {
+	t.Helper()
 	for ln.handshakes.Load() != 0 {
 		if ctx.Err() != nil {
-			t.Fatalf("%d handshakes still counted after the accept", ln.handshakes.Load())
+			t.Fatalf("%d handshakes still counted %s", ln.handshakes.Load(), when)
 		}
 		time.Sleep(time.Millisecond)
 	}
