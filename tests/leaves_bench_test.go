@@ -43,8 +43,9 @@ import (
 // With OTE_PROFILE_DIR set it saves the controller's heap and goroutine
 // profiles there once all are connected, and a CPU profile of the first
 // five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
-// (default 30s, a box's): each sends a keepalive once half of it has
-// passed in silence.
+// (default 30s, a box's): the controller pings each every
+// tunnel.ParentKeepAlive, and a leaf pings once half of it has passed in
+// silence.
 // OTE_HOLD keeps them all connected that much longer before counting the
 // ones still held, and reports the CPU each process spent while they only
 // kept their tunnels alive.

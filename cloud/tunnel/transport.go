@@ -36,16 +36,30 @@ const (
 const ServerName = "ote-parent"
 
 // QUICConfig is a parent's: an idle timeout long enough to ride out
-// short outages on weak links, and no keepalives of its own. Its children
-// send them (ChildQUICConfig), and any packet keeps a tunnel alive: with
-// many children, keepalives from both ends would double the packets for
-// nothing.
+// short outages on weak links, and keepalives a little more often than
+// its children would send theirs (ChildQUICConfig), so that a child's
+// keepalive stays a fallback for a parent that has gone quiet. A PING is
+// acknowledged after QUIC's ACK delay, for which the receiver sets a
+// timer: at a parent of many thousand children, those timers, reset
+// every few milliseconds, cost more than the packets (each pass over the
+// runtime's timer heap visits every connection's timer). Pinging from
+// the parent leaves those timers to each child, with one connection,
+// and the parent only takes in ACKs, which set none.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,
 		MaxIdleTimeout:       60 * time.Second,
+		KeepAlivePeriod:      ParentKeepAlive,
 	}
 }
+
+// ParentKeepAlive is how often a parent pings a silent child: two
+// seconds before a child with the default lostAfter would ping itself,
+// so the parent's PING and its ACK arrive first unless the link's RTT
+// nears two seconds. Against a child with a shorter lostAfter, QUIC
+// takes half the idle timeout, as the child does, and the ends take
+// turns.
+const ParentKeepAlive = DefaultLostAfter/2 - 2*time.Second
 
 // DefaultLostAfter is a child's lostAfter (see ChildQUICConfig) unless
 // configured otherwise.
@@ -54,7 +68,8 @@ const DefaultLostAfter = 30 * time.Second
 // ChildQUICConfig is a child's: it takes its parent for lost after
 // lostAfter without a packet from it (QUIC's idle timeout, of which the
 // smaller of both ends' applies; at most a minute), and sends a keepalive
-// when half of that has passed in silence. A lost keepalive costs nothing:
+// when half of that has passed in silence (its parent's, every
+// ParentKeepAlive, usually come first). A lost keepalive costs nothing:
 // QUIC's loss recovery sends it again within the other half, at growing
 // intervals from a few hundred milliseconds. Half of lostAfter also keeps
 // NAT bindings open. A parent that closes or restarts is noticed sooner,

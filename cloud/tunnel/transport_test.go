@@ -171,3 +171,69 @@ func TestListenerCloseFreesItsPort(t *testing.T) {
 	}
 	again.Close()
 }
+
+// TestParentKeepsSilentChildAlive: a parent pings its children, so a
+// child that sends no keepalives of its own keeps its tunnel well past
+// its idle timeout.
+func TestParentKeepsSilentChildAlive(t *testing.T) {
+	ca, server, client := testTree(t)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	accepted := make(chan *quic.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(ctx); err == nil {
+			accepted <- conn
+		}
+	}()
+	const idle = 5 * time.Second // QUIC's least
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	var parentSide *quic.Conn
+	select {
+	case parentSide = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the parent accepted no connection")
+	}
+	time.Sleep(time.Second) // past the handshake's and MTU discovery's packets
+	received := conn.ConnectionStats().PacketsReceived
+	const wait = 2*idle + idle/2
+	select {
+	case <-conn.Context().Done():
+		t.Fatalf("the silent child's tunnel ended: %v", context.Cause(conn.Context()))
+	case <-time.After(wait):
+	}
+	if parentSide.Context().Err() != nil {
+		t.Fatalf("the parent's side ended: %v", context.Cause(parentSide.Context()))
+	}
+	// A PING at every half idle timeout: five in that time.
+	if got := conn.ConnectionStats().PacketsReceived - received; got < 4 {
+		t.Errorf("the child received %d packets in %v, want the parent's keepalives", got, wait)
+	}
+}
+
+// TestParentPingsBeforeItsChildren: whatever a child's lostAfter, its
+// parent's keepalive interval (QUIC takes the smaller of the configured
+// one and half the idle timeout) is no longer than the child's, and
+// with the default lostAfter it is shorter by a margin for the RTT.
+func TestParentPingsBeforeItsChildren(t *testing.T) {
+	parent := QUICConfig()
+	for _, lostAfter := range []time.Duration{time.Second, 10 * time.Second, 26 * time.Second, DefaultLostAfter, 45 * time.Second, time.Minute, 5 * time.Minute} {
+		child := ChildQUICConfig(lostAfter)
+		idle := min(parent.MaxIdleTimeout, child.MaxIdleTimeout)
+		p, c := min(parent.KeepAlivePeriod, idle/2), min(child.KeepAlivePeriod, idle/2)
+		if p > c {
+			t.Errorf("lostAfter %v: the parent pings every %v, after its child (every %v)", lostAfter, p, c)
+		}
+		if lostAfter >= DefaultLostAfter && c-p < time.Second {
+			t.Errorf("lostAfter %v: the parent pings every %v, its child every %v: no margin for the RTT", lostAfter, p, c)
+		}
+	}
+}
