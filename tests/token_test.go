@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -35,6 +37,27 @@ func TestEnrollmentTokens(t *testing.T) {
 		t.Fatalf("tree CA: %v", err)
 	}
 	caHash := ca.Hash()
+
+	// A later start reads what the first stored; starts that race to
+	// store a missing one all come out with the one stored first.
+	if again, err := store.TreeCA(ctx, true); err != nil || again.Hash() != caHash {
+		t.Fatalf("tree CA read again: %v; want the stored one", err)
+	}
+	if err := store.Client.CoreV1().Secrets(enrollment.Namespace).Delete(ctx, "ote-tunnel-reset-key", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	keys, errs := make([][32]byte, 4), make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() { keys[i], errs[i] = store.ResetKey(ctx) })
+	}
+	wg.Wait()
+	stored, err := store.ResetKey(ctx)
+	for i := range keys {
+		if errs[i] != nil || err != nil || keys[i] != stored || stored == ([32]byte{}) {
+			t.Fatalf("racing starts' reset keys: %v, %v; want all the stored one", errs, err)
+		}
+	}
 
 	r := runBinary(t, cloudBin, "token", "create", "--kubeconfig", c.kubeconfig, "--enroll-yaml", "--server", "10.0.2.2:7443",
 		"--tags", "site=berlin-1,tier=shop", "--uses", "1", "--ttl", "1h")

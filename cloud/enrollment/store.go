@@ -84,40 +84,61 @@ func (s Store) EnsureNamespace(ctx context.Context) error {
 // create is set. Creation races are settled by the API server: the loser
 // reads the winner's CA.
 func (s Store) TreeCA(ctx context.Context, create bool) (*pki.CA, error) {
-	sec, err := s.Client.CoreV1().Secrets(Namespace).Get(ctx, caSecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) && create {
-		if err := s.EnsureNamespace(ctx); err != nil {
-			return nil, err
+	var sec *corev1.Secret
+	var err error
+	if create {
+		sec, err = s.getOrCreate(ctx, caSecretName, func() (*corev1.Secret, error) {
+			ca, err := pki.NewCA("ote tree")
+			if err != nil {
+				return nil, err
+			}
+			keyPEM, err := pki.EncodeKey(ca.Key)
+			if err != nil {
+				return nil, err
+			}
+			return &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{labelKind: "tree-ca"}},
+				Type:       corev1.SecretTypeTLS,
+				Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: keyPEM},
+			}, nil
+		})
+	} else {
+		sec, err = s.Client.CoreV1().Secrets(Namespace).Get(ctx, caSecretName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("no tree CA in %s/%s: is ote-cloud serve running against this cluster?", Namespace, caSecretName)
 		}
-		ca, err := pki.NewCA("ote tree")
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err := pki.EncodeKey(ca.Key)
-		if err != nil {
-			return nil, err
-		}
-		sec = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: caSecretName, Namespace: Namespace, Labels: map[string]string{labelKind: "tree-ca"}},
-			Type:       corev1.SecretTypeTLS,
-			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: keyPEM},
-		}
-		if _, err = s.Client.CoreV1().Secrets(Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("store tree CA: %w", err)
-		}
-		return s.TreeCA(ctx, false)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("no tree CA in %s/%s: is ote-cloud serve running against this cluster?", Namespace, caSecretName)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read tree CA: %w", err)
+		return nil, fmt.Errorf("tree CA: %w", err)
 	}
 	root := sec.Data[rootKey]
 	if len(root) == 0 { // the root level: the CA is its own root
 		root = sec.Data[corev1.TLSCertKey]
 	}
 	return pki.ParseIntermediate(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey], root)
+}
+
+// getOrCreate reads a Secret of the ote-system namespace, or, if there is
+// none, stores the one fresh makes under that name. Of two starts that
+// race to create it, the API server keeps the first, and both return it.
+func (s Store) getOrCreate(ctx context.Context, name string, fresh func() (*corev1.Secret, error)) (*corev1.Secret, error) {
+	secrets := s.Client.CoreV1().Secrets(Namespace)
+	sec, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		return sec, err
+	}
+	if err := s.EnsureNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if sec, err = fresh(); err != nil {
+		return nil, err
+	}
+	sec.Name, sec.Namespace = name, Namespace
+	created, err := secrets.Create(ctx, sec, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return secrets.Get(ctx, name, metav1.GetOptions{})
+	}
+	return created, err
 }
 
 // rootKey holds the tree's root certificate in a lower level's CA Secret.
@@ -152,23 +173,12 @@ const resetKeySecretName = "ote-tunnel-reset-key"
 // restarted parent answers its old connections' packets with resets
 // made from it, so that children notice at once instead of timing out.
 func (s Store) ResetKey(ctx context.Context) ([32]byte, error) {
-	secrets := s.Client.CoreV1().Secrets(Namespace)
-	sec, err := secrets.Get(ctx, resetKeySecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if err := s.EnsureNamespace(ctx); err != nil {
-			return [32]byte{}, err
-		}
-		key := make([]byte, 32)
-		rand.Read(key)
-		sec = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: resetKeySecretName, Namespace: Namespace},
-			Data:       map[string][]byte{"key": key},
-		}
-		if _, err = secrets.Create(ctx, sec, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-			return s.ResetKey(ctx) // another start made one first
-		}
-	}
 	var key [32]byte
+	sec, err := s.getOrCreate(ctx, resetKeySecretName, func() (*corev1.Secret, error) {
+		fresh := make([]byte, len(key))
+		rand.Read(fresh)
+		return &corev1.Secret{Data: map[string][]byte{"key": fresh}}, nil
+	})
 	if err != nil {
 		return key, fmt.Errorf("tunnel reset key: %w", err)
 	}
