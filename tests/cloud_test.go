@@ -168,7 +168,7 @@ spec:
 
 func TestCloudServeUsage(t *testing.T) {
 	bin := builtBinary(t, "ote-cloud")
-	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}} {
+	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}, {"serve", "--data-dir", "a", "--ping-children", "-1s"}} {
 		r := runBinary(t, bin, args...)
 		if r.code != 2 || !strings.Contains(r.stderr, "usage: ote-cloud serve") {
 			t.Errorf("ote-cloud %v = exit %d, stderr %q; want 2 and usage", args, r.code, r.stderr)

@@ -39,9 +39,13 @@ type Config struct {
 	// MaxHandshakes bounds the tunnel handshakes in progress; 0 means
 	// tunnel.DefaultMaxHandshakes.
 	MaxHandshakes int
-	Tokens        enrollment.Store
-	Dynamic       dynamic.Interface
-	Log           *slog.Logger
+	// PingChildren is how often the tunnel pings a silent child
+	// (tunnel.ListenConfig.KeepAlive): 0 means the default, a negative
+	// value never.
+	PingChildren time.Duration
+	Tokens       enrollment.Store
+	Dynamic      dynamic.Interface
+	Log          *slog.Logger
 	// CertValidity is how long enrolled identities are valid; default 90 days.
 	CertValidity time.Duration
 	// RenewGrace is how long past expiry a cluster may still renew with
@@ -168,7 +172,7 @@ func Listen(cfg Config) (*Controller, error) {
 	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
 	tlsConf.Certificates = nil
 	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.server.Load(), nil }
-	ln, err := tunnel.Listen(cfg.Listen, tlsConf, tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes})
+	ln, err := tunnel.Listen(cfg.Listen, tlsConf, tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}

@@ -33,6 +33,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FailoverAfter, "failover-after", 2*time.Second, "how long this level tries each alternate parent when its own is lost")
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", tunnel.DefaultMaxHandshakes, "how many children's tunnel handshakes may be in progress at once; more are refused, and those children try again after their backoff")
+	fs.DurationVar(&cfg.PingChildren, "ping-children", tunnel.ParentKeepAlive, "how often this level pings a child that has been silent, so that the child need not (0: never; the children ping); a child pings at half its lostAfter, later than the default for a box's default of 30s: raise it for children with a longer lostAfter, to spare metered links")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
@@ -45,6 +46,12 @@ func Main(ctx context.Context, args []string) error {
 	}
 	if cfg.MaxHandshakes < 1 {
 		return fmt.Errorf("%w: --max-handshakes %d: give at least 1", multicall.ErrUsage, cfg.MaxHandshakes)
+	}
+	switch {
+	case cfg.PingChildren < 0:
+		return fmt.Errorf("%w: --ping-children %v: give a positive duration, or 0 for never", multicall.ErrUsage, cfg.PingChildren)
+	case cfg.PingChildren == 0:
+		cfg.PingChildren = -1 // never
 	}
 	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
 		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)

@@ -81,6 +81,10 @@ type Config struct {
 	// MaxHandshakes bounds the children's handshakes in progress (see
 	// tunnel.ListenConfig); 0 means the default.
 	MaxHandshakes int
+	// PingChildren is how often the tunnel pings a silent child (see
+	// tunnel.ListenConfig.KeepAlive): 0 means the default, a negative
+	// value never.
+	PingChildren time.Duration
 	// ProfilingListen, when set, serves net/http/pprof there.
 	ProfilingListen string
 	Log             *slog.Logger
@@ -155,7 +159,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 		return err
 	}
 	ctl, err := controller.Listen(controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, PingChildren: cfg.PingChildren, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
 		CertValidity: cfg.CertValidity,
 	})
 	if err != nil {

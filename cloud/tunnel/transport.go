@@ -98,6 +98,12 @@ type ListenConfig struct {
 	// begun and to the keepalives of the children already connected,
 	// instead of to handshakes that would time out half done.
 	MaxHandshakes int
+	// KeepAlive is how often the parent pings a child that has been
+	// silent: 0 means ParentKeepAlive, a negative value never (the
+	// children's own keepalives then carry their tunnels), as with
+	// net.Dialer's KeepAlive. QUIC pings at half the idle timeout at
+	// the latest.
+	KeepAlive time.Duration
 }
 
 const (
@@ -153,7 +159,14 @@ func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error
 	key := quic.StatelessResetKey(lc.ResetKey)
 	l := &Listener{max: int64(lc.MaxHandshakes)}
 	l.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, ConnContext: l.admit}
-	if l.ln, err = l.tr.Listen(tlsConf, QUICConfig()); err != nil {
+	qc := QUICConfig()
+	switch {
+	case lc.KeepAlive < 0:
+		qc.KeepAlivePeriod = 0
+	case lc.KeepAlive > 0:
+		qc.KeepAlivePeriod = lc.KeepAlive
+	}
+	if l.ln, err = l.tr.Listen(tlsConf, qc); err != nil {
 		l.Close()
 		return nil, err
 	}

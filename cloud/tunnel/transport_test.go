@@ -174,48 +174,70 @@ func TestListenerCloseFreesItsPort(t *testing.T) {
 
 // TestParentKeepsSilentChildAlive: a parent pings its children, so a
 // child that sends no keepalives of its own keeps its tunnel well past
-// its idle timeout.
+// its idle timeout; unless the parent is told never to ping.
 func TestParentKeepsSilentChildAlive(t *testing.T) {
 	ca, server, client := testTree(t)
-	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	accepted := make(chan *quic.Conn, 1)
-	go func() {
-		if conn, err := ln.Accept(ctx); err == nil {
-			accepted <- conn
-		}
-	}()
 	const idle = 5 * time.Second // QUIC's least
-	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	var parentSide *quic.Conn
-	select {
-	case parentSide = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("the parent accepted no connection")
-	}
-	time.Sleep(time.Second) // past the handshake's and MTU discovery's packets
-	received := conn.ConnectionStats().PacketsReceived
-	const wait = 2*idle + idle/2
-	select {
-	case <-conn.Context().Done():
-		t.Fatalf("the silent child's tunnel ended: %v", context.Cause(conn.Context()))
-	case <-time.After(wait):
-	}
-	if parentSide.Context().Err() != nil {
-		t.Fatalf("the parent's side ended: %v", context.Cause(parentSide.Context()))
-	}
-	// A PING at every half idle timeout: five in that time.
-	if got := conn.ConnectionStats().PacketsReceived - received; got < 4 {
-		t.Errorf("the child received %d packets in %v, want the parent's keepalives", got, wait)
+	for _, tc := range []struct {
+		name      string
+		keepAlive time.Duration
+		alive     bool
+	}{
+		{"default", 0, true},
+		{"never", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{KeepAlive: tc.keepAlive})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			accepted := make(chan *quic.Conn, 1)
+			go func() {
+				if conn, err := ln.Accept(ctx); err == nil {
+					accepted <- conn
+				}
+			}()
+			conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseWithError(0, "")
+			var parentSide *quic.Conn
+			select {
+			case parentSide = <-accepted:
+			case <-ctx.Done():
+				t.Fatal("the parent accepted no connection")
+			}
+			time.Sleep(time.Second) // past the handshake's and MTU discovery's packets
+			received := conn.ConnectionStats().PacketsReceived
+			const wait = 2*idle + idle/2
+			select {
+			case <-conn.Context().Done():
+				if tc.alive {
+					t.Fatalf("the silent child's tunnel ended: %v", context.Cause(conn.Context()))
+				}
+				var idleErr *quic.IdleTimeoutError
+				if cause := context.Cause(conn.Context()); !errors.As(cause, &idleErr) {
+					t.Fatalf("the silent child's tunnel ended with %v, want its idle timeout", cause)
+				}
+				return
+			case <-time.After(wait):
+				if !tc.alive {
+					t.Fatalf("the silent child's tunnel outlived its idle timeout (%v) by far, with a parent that never pings", idle)
+				}
+			}
+			if parentSide.Context().Err() != nil {
+				t.Fatalf("the parent's side ended: %v", context.Cause(parentSide.Context()))
+			}
+			// A PING at every half idle timeout: five in that time.
+			if got := conn.ConnectionStats().PacketsReceived - received; got < 4 {
+				t.Errorf("the child received %d packets in %v, want the parent's keepalives", got, wait)
+			}
+		})
 	}
 }
 
