@@ -35,16 +35,17 @@ const (
 // addresses (NAT, QEMU's 10.0.2.2) that no certificate could list.
 const ServerName = "ote-parent"
 
-// QUICConfig is a parent's: an idle timeout long enough to ride out
-// short outages on weak links, and keepalives a little more often than
-// its children would send theirs (ChildQUICConfig), so that a child's
-// keepalive stays a fallback for a parent that has gone quiet. A PING is
-// acknowledged after QUIC's ACK delay, for which the receiver sets a
-// timer: at a parent of many thousand children, those timers, reset
-// every few milliseconds, cost more than the packets (each pass over the
-// runtime's timer heap visits every connection's timer). Pinging from
-// the parent leaves those timers to each child, with one connection,
-// and the parent only takes in ACKs, which set none.
+// QUICConfig is a parent's: an idle timeout long enough to ride out short
+// outages on weak links, and keepalives (ParentKeepAlive, unless
+// ListenConfig says otherwise) a little more often than its children would
+// send theirs (ChildQUICConfig), so that a child's keepalive stays a
+// fallback for a parent that has gone quiet. A PING is acknowledged after
+// QUIC's ACK delay, for which the receiver sets a timer: at a parent of
+// many thousand children, those timers, reset every few milliseconds, cost
+// more than the packets (each pass over the runtime's timer heap visits
+// every connection's timer). Pinging from the parent leaves those timers
+// to each child, with one connection, and the parent only takes in ACKs,
+// which set none.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,
@@ -68,12 +69,12 @@ const DefaultLostAfter = 30 * time.Second
 // ChildQUICConfig is a child's: it takes its parent for lost after
 // lostAfter without a packet from it (QUIC's idle timeout, of which the
 // smaller of both ends' applies; at most a minute), and sends a keepalive
-// when half of that has passed in silence (its parent's, every
-// ParentKeepAlive, usually come first). A lost keepalive costs nothing:
-// QUIC's loss recovery sends it again within the other half, at growing
-// intervals from a few hundred milliseconds. Half of lostAfter also keeps
-// NAT bindings open. A parent that closes or restarts is noticed sooner,
-// by its close or by a stateless reset.
+// when half of that has passed in silence (its parent's pings, every
+// ParentKeepAlive by default, usually come first). A lost keepalive costs
+// nothing: QUIC's loss recovery sends it again within the other half, at
+// growing intervals from a few hundred milliseconds. Half of lostAfter
+// also keeps NAT bindings open. A parent that closes or restarts is
+// noticed sooner, by its close or by a stateless reset.
 func ChildQUICConfig(lostAfter time.Duration) *quic.Config {
 	c := QUICConfig()
 	if lostAfter > 0 && lostAfter < c.MaxIdleTimeout {
