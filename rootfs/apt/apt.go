@@ -224,7 +224,7 @@ func (r *Root) Download(ctx context.Context, pkgs []Package) ([]string, error) {
 	}
 	debs := filepath.Join(r.Dir, "debs")
 	var paths, missing []string
-	fetched := map[int]bool{} // the packages to check again after the download
+	fetched := make([]bool, len(pkgs)) // the packages to check again after the download
 	for i, p := range pkgs {
 		if !nameRe.MatchString(p.Name) || strings.ContainsAny(p.Version, " /") || (p.Arch != r.Arch && p.Arch != "all") || len(p.SHA256) != 64 {
 			return nil, fmt.Errorf("apt: bad pinned package %s for %s (arch %q, sha256 %q)", p, r.Arch, p.Arch, p.SHA256)
