@@ -45,7 +45,8 @@ import (
 // five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
 // (default 30s, a box's): the controller pings each every
 // tunnel.ParentKeepAlive, and a leaf pings once half of it has passed in
-// silence.
+// silence; OTE_PING_CHILDREN sets the controller's --ping-children, for
+// leaves with a longer lostAfter.
 // OTE_HOLD keeps them all connected that much longer before counting the
 // ones still held, and reports the CPU each process spent while they only
 // kept their tunnels alive.
@@ -66,7 +67,11 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(10 << 30))
 	profiling := freeAddr(b)
-	c := startCloud(b, "--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiling)
+	args := []string{"--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiling}
+	if v := os.Getenv("OTE_PING_CHILDREN"); v != "" {
+		args = append(args, "--ping-children", v)
+	}
+	c := startCloud(b, args...)
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	rc.QPS, rc.Burst = 1000, 1000
 	ctx := context.Background()
