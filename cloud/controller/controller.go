@@ -90,7 +90,7 @@ type session struct {
 	cert       *x509.Certificate
 	serves     string // where a level child serves its own children
 	capVersion int
-	resend     chan struct{} // the child asks for its whole desired set
+	send       sender
 }
 
 // sentSet is a desired set sent to a child: to credit its Ack, and to
@@ -237,6 +237,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Go(func() { c.statusq.run(ctx, statusWorkers) })
 	wg.Go(func() { c.registry.watch(ctx) })
 	wg.Go(func() { c.sync.watch(ctx) })
+	wg.Go(func() { c.kickOnChange(ctx) })
 	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
 	wg.Go(func() { c.writeClusters(ctx) })
 	select {
@@ -442,7 +443,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		c.registry.setSpec(ctx, name, map[string]any{"parent": nil})
 	}
 	capv := min(hello.CapabilityVersion, tunnel.CapabilityVersion)
-	s := &session{name: name, conn: conn, out: tunnel.NewWriter(str), cert: cert, serves: hello.Serves, capVersion: capv, resend: make(chan struct{}, 1)}
+	s := &session{name: name, conn: conn, out: tunnel.NewWriter(str), cert: cert, serves: hello.Serves, capVersion: capv}
 	c.mu.Lock()
 	old := c.children[name]
 	c.children[name] = s
@@ -474,13 +475,8 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		"certificateNotAfter": cert.NotAfter.UTC().Format(time.RFC3339),
 	}
 
-	sendCtx, stopSend := context.WithCancel(conn.Context())
-	var sender sync.WaitGroup
-	sender.Go(func() { c.sendDesired(sendCtx, s, hello, mark, connected, log) })
-	defer func() {
-		stopSend()
-		sender.Wait()
-	}()
+	c.startSending(s, hello, mark, connected, log)
+	defer c.stopSending(s)
 	for {
 		m, err := r.Read()
 		if err != nil {
@@ -489,10 +485,7 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 		switch m := m.(type) {
 		case *tunnel.Ack:
 			if m.Resend {
-				select {
-				case s.resend <- struct{}{}:
-				default:
-				}
+				c.kick(s, true)
 				continue
 			}
 			c.acked(name, m.Revision)
@@ -509,86 +502,16 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	log.Info("disconnected", "reason", context.Cause(conn.Context()))
 }
 
-// sendDesired sends the child its desired set whenever the set's revision
-// differs from the one the child holds. The revision, kept in the
-// EdgeCluster's status, changes only when the set's content does: a
-// reconnecting child that holds the current revision, or a set of the
-// same content (after a failover), is sent nothing. mark was read at
-// connect; this controller is its only writer, so it is kept in memory
-// from then on. first is written with the first mark.
-//
-// A set goes as a change to the one the child holds when this controller
-// knows that one: sent earlier in this session, or in an earlier one
-// when the child's Hello names it. Otherwise, and when the child asks
-// for it, the set goes whole.
-func (c *Controller) sendDesired(ctx context.Context, s *session, hello *tunnel.Hello, mark desiredMark, first map[string]any, log *slog.Logger) {
-	pending := first // status fields still to write
-	held := hello.Revision
-	fresh := true // the first round after connect
-	var base *sentSet
-	c.mu.Lock()
-	if prev, ok := c.sent[s.name]; ok && s.capVersion >= 4 && prev.revision == hello.Revision && prev.hash == hello.Hash {
-		base = &prev
-	}
-	c.mu.Unlock()
-	for ctx.Err() == nil {
-		set, revoked, hash, changed := c.desiredFor(s.name)
-		next := mark
-		// Revisions are per parent: a child that holds another set under
-		// the same number (from its previous parent) must get this one.
-		collides := fresh && hello.Hash != "" && hello.Hash != hash && mark.revision == held
-		if hash != mark.hash || collides {
-			next = desiredMark{revision: max(mark.revision, held) + 1, hash: hash}
-			if pending == nil {
-				pending = map[string]any{}
-			}
-			pending["desiredRevision"], pending["desiredHash"] = next.revision, hash
-		}
-		if pending != nil {
-			// Queued: a set goes out before its mark is written. A parent
-			// that restarts in between reads an older mark than the
-			// child's, and numbers its next set above the child's.
-			c.statusq.set(s.name, pending)
-			pending = nil
-		}
-		mark = next
-		if fresh && hello.Hash == hash {
-			held = mark.revision // it holds this content already
-		}
-		if mark.revision != held {
-			sent := newSentSet(s.name, mark.revision, hash, set)
-			d := &tunnel.Desired{Revision: mark.revision, Deployments: set, Revoked: revoked}
-			if base != nil && base.revision != mark.revision {
-				d = base.changeTo(sent, set, revoked)
-			}
-			if err := s.out.Send(d); err != nil {
-				return
-			}
-			c.mu.Lock()
-			c.sent[s.name] = sent
-			c.mu.Unlock()
-			base, held = &sent, mark.revision
-		}
-		fresh = false
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-s.resend:
-			base, held = nil, -1 // whole, at the current revision
-		}
-	}
-}
-
 // desiredFor is a child's desired set: every deployment that targets the
 // child or a cluster below it, with those targets, and the revocations;
-// the hash of both; and a channel closed at the next change.
-func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, map[string]time.Time, string, <-chan struct{}) {
+// and the hash of both.
+func (c *Controller) desiredFor(child string) ([]tunnel.Deployment, map[string]time.Time, string) {
 	c.mu.Lock()
 	members := c.membersLocked(child, c.registry.labels)
 	c.mu.Unlock()
 	revoked := c.revokedCopy()
-	set, changed := c.sync.desired(members)
-	return set, revoked, tunnel.DesiredHash(set, revoked), changed
+	set := c.sync.desired(members)
+	return set, revoked, tunnel.DesiredHash(set, revoked)
 }
 
 // acked credits a child's acknowledgement of a revision.

@@ -125,7 +125,8 @@ func (s *syncer) parse(obj *unstructured.Unstructured) *deployment {
 	return d
 }
 
-// notify wakes the child sessions: their sets may have changed.
+// notify wakes the senders of the child sessions: their sets may have
+// changed.
 func (s *syncer) notify() {
 	s.mu.Lock()
 	s.notifyLocked()
@@ -137,9 +138,16 @@ func (s *syncer) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
+// changes is a channel closed at the next change of the sets.
+func (s *syncer) changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
 // desired returns the desired set of a child whose subtree holds members
-// (cluster names with their tags), and a channel closed at the next change.
-func (s *syncer) desired(members map[string]map[string]string) ([]tunnel.Deployment, <-chan struct{}) {
+// (cluster names with their tags).
+func (s *syncer) desired(members map[string]map[string]string) []tunnel.Deployment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.deps))
@@ -165,7 +173,7 @@ func (s *syncer) desired(members map[string]map[string]string) ([]tunnel.Deploym
 			out = append(out, tunnel.Deployment{Namespace: d.namespace, Name: d.name, Targets: targets, Manifests: d.manifests})
 		}
 	}
-	return out, s.changed
+	return out
 }
 
 // inheritedStates is the state of every deployment from the parent on
