@@ -274,6 +274,18 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	drops := udpDrops(b, serverPort, localPort)
 	report(float64(drops[0]-dropsBefore[0]), "udp-drops-controller")
 	report(float64(drops[1]-dropsBefore[1]), "udp-drops-loadgen")
+	// What the leaves' connections sent and received, handshakes and
+	// loss recovery included, tells a quiet hold from a storm of probes.
+	var sent, received, lostPackets, sentMost uint64
+	for _, conn := range all {
+		st := conn.ConnectionStats()
+		sent, received, lostPackets = sent+st.PacketsSent, received+st.PacketsReceived, lostPackets+st.PacketsLost
+		sentMost = max(sentMost, st.PacketsSent)
+	}
+	report(float64(sent), "leaf-packets-sent")
+	report(float64(received), "leaf-packets-received")
+	report(float64(lostPackets), "leaf-packets-lost")
+	report(float64(sentMost), "leaf-packets-sent-max")
 	var held []*quic.Conn
 	lost := map[string]int{}
 	for _, conn := range all {

@@ -16,7 +16,7 @@ import (
 // (kickOnChange, one goroutine for the level), and a kicked sender runs
 // its rounds in a goroutine that ends when no kick is left. A parent of
 // many thousand children waits for changes in one goroutine instead of
-// one per child, and a change wakes only the senders.
+// one per child.
 //
 // The revision, kept in the EdgeCluster's status, changes only when the
 // set's content does: a reconnecting child that holds the current
