@@ -237,7 +237,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Go(func() { c.statusq.run(ctx, statusWorkers) })
 	wg.Go(func() { c.registry.watch(ctx) })
 	wg.Go(func() { c.sync.watch(ctx) })
-	wg.Go(func() { c.kickOnChange(ctx) })
+	changed := c.sync.changes()
+	wg.Go(func() { c.kickOnChange(ctx, changed) })
 	wg.Go(func() { c.sync.flush(ctx, c.registry, 500*time.Millisecond) })
 	wg.Go(func() { c.writeClusters(ctx) })
 	select {

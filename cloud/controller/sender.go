@@ -98,8 +98,13 @@ func (c *Controller) runRounds(s *session) {
 			st.mu.Unlock()
 			return
 		}
-		whole := st.whole
-		st.whole, st.again = false, false
+		// A whole set goes after the first round, which answers the
+		// child's Hello: as an answer to a set sent in this session.
+		whole := st.whole && !st.fresh
+		if whole {
+			st.whole = false
+		}
+		st.again = st.whole // one left for the next round
 		st.mu.Unlock()
 		if whole {
 			st.base, st.held = nil, -1 // whole, at the current revision
@@ -166,9 +171,9 @@ func (c *Controller) round(s *session) error {
 
 // kickOnChange kicks every connected child's sender whenever the sets
 // may have changed: a ClusterDeployment, a subtree's membership or tags,
-// or a revocation.
-func (c *Controller) kickOnChange(ctx context.Context) {
-	changed := c.sync.changes()
+// or a revocation. changed is the syncer's channel as it was before the
+// first child could connect.
+func (c *Controller) kickOnChange(ctx context.Context, changed <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
