@@ -91,13 +91,8 @@ func (c *Controller) kick(s *session, whole bool) {
 // runRounds runs a session's rounds until no kick is left.
 func (c *Controller) runRounds(s *session) {
 	st := &s.send
-	for {
-		st.mu.Lock()
-		if st.stopped {
-			st.running = false
-			st.mu.Unlock()
-			return
-		}
+	st.mu.Lock()
+	for !st.stopped {
 		// A whole set goes after the first round, which answers the
 		// child's Hello: as an answer to a set sent in this session.
 		whole := st.whole && !st.fresh
@@ -114,13 +109,12 @@ func (c *Controller) runRounds(s *session) {
 		if err != nil {
 			st.stopped = true
 		}
-		if !st.again || st.stopped {
-			st.running = false
-			st.mu.Unlock()
-			return
+		if !st.again {
+			break
 		}
-		st.mu.Unlock()
 	}
+	st.running = false
+	st.mu.Unlock()
 }
 
 // round sends the child its set if the child does not hold it yet.
