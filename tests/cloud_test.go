@@ -144,6 +144,20 @@ spec:
 		t.Errorf("an unknown phase was accepted: %v\n%s", err, out)
 	}
 	mustKubectl(t, c.kubeconfig, "", "patch", "ec", "berlin-1", "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Connected","subtreeSize":1}}`)
+	// The phase and the parent are selectable fields: the API server
+	// filters on them.
+	for selector, want := range map[string]string{"status.phase=Connected": "edgecluster.ote.dev/berlin-1", "status.phase!=Connected": "", "spec.parent=region-eu": "edgecluster.ote.dev/berlin-1", "spec.parent=elsewhere": ""} {
+		out := mustKubectl(t, c.kubeconfig, "", "get", "ec", "--field-selector", selector, "-o", "name")
+		var names []string
+		for _, f := range strings.Fields(out) {
+			if strings.HasPrefix(f, "edgecluster.ote.dev/") {
+				names = append(names, f)
+			}
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("kubectl get ec --field-selector %s = %q, want %q", selector, out, want)
+		}
+	}
 
 	// Everything survives a restart on the same data, under the same CA.
 	ca, _ := os.ReadFile(filepath.Join(dir, "pki", "ca.crt"))
