@@ -165,6 +165,9 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	// A leaf whose handshake fails or is refused tries again after a
 	// box's backoff.
 	var retries atomic.Int64
+	// When each leaf lost its tunnel, after start: tells losses in the
+	// connect storm from those while settling or holding.
+	lostAt := make([]atomic.Int64, leaves)
 	connect := func(i int) (*quic.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
@@ -205,6 +208,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 					mu.Unlock()
 					continue
 				}
+				context.AfterFunc(conn.Context(), func() { lostAt[i].Store(int64(time.Since(start))) })
 				conns <- conn
 			}
 		})
@@ -221,13 +225,15 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		b.Fatal(firstErr)
 	}
 	// Every leaf that holds its tunnel shows Connected at the API once
-	// the status writes of the connect storm have drained.
+	// the status writes of the connect storm have drained. The API server
+	// filters on the phase, so only the leaves not yet Connected come back
+	// to this process, which holds the leaves' connections too.
 	var all []*quic.Conn
 	for conn := range conns {
 		all = append(all, conn)
 	}
 	for {
-		connected, alive := 0, 0
+		alive, behind := 0, 0
 		for _, conn := range all {
 			if conn.Context().Err() == nil {
 				alive++
@@ -235,22 +241,21 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		}
 		err := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return ecs.List(ctx, opts)
-		}).EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-			if phase, _, _ := unstructured.NestedString(obj.(*unstructured.Unstructured).Object, "status", "phase"); phase == "Connected" {
-				connected++
-			}
+		}).EachListItem(ctx, metav1.ListOptions{FieldSelector: "status.phase!=Connected"}, func(runtime.Object) error {
+			behind++
 			return nil
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if connected >= alive {
+		if leaves-behind >= alive {
 			break
 		}
-		// Listing them all costs the API server: the more, the fewer times.
+		// Filtering them all costs the API server: the more, the fewer times.
 		time.Sleep(min(max(time.Duration(leaves)*time.Millisecond, time.Second), 15*time.Second))
 	}
-	report(time.Since(start).Seconds(), "s-to-status")
+	settled := time.Since(start)
+	report(settled.Seconds(), "s-to-status")
 	time.Sleep(5 * time.Second) // let GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadAfter := processRSS(b, os.Getpid())
@@ -297,6 +302,30 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	for cause, n := range lost {
 		b.Logf("%d leaves lost their tunnel: %s", n, cause)
+	}
+	var lostConnecting, lostSettling, lostHolding int
+	perMinute := make([]int, int(time.Since(start)/time.Minute)+1)
+	for i := range lostAt {
+		at := time.Duration(lostAt[i].Load())
+		switch {
+		case at == 0:
+			continue
+		case at <= connected:
+			lostConnecting++
+		case at <= settled:
+			lostSettling++
+		default:
+			lostHolding++
+		}
+		perMinute[min(int(at/time.Minute), len(perMinute)-1)]++ // one lost just now
+	}
+	report(float64(lostConnecting), "lost-connecting")
+	report(float64(lostSettling), "lost-settling")
+	report(float64(lostHolding), "lost-holding")
+	for m, n := range perMinute {
+		if n > 0 {
+			b.Logf("minute %d after the first dial: %d leaves lost", m, n)
+		}
 	}
 	if dir := os.Getenv("OTE_PROFILE_DIR"); dir != "" {
 		saveProfile(b, profiling, "heap", filepath.Join(dir, "heap.pprof"))
