@@ -282,24 +282,22 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	// What the leaves' connections sent and received, handshakes and
 	// loss recovery included, tells a quiet hold from a storm of probes.
 	var sent, received, lostPackets, sentMost uint64
+	var held []*quic.Conn
+	lost := map[string]int{}
 	for _, conn := range all {
 		st := conn.ConnectionStats()
 		sent, received, lostPackets = sent+st.PacketsSent, received+st.PacketsReceived, lostPackets+st.PacketsLost
 		sentMost = max(sentMost, st.PacketsSent)
-	}
-	report(float64(sent), "leaf-packets-sent")
-	report(float64(received), "leaf-packets-received")
-	report(float64(lostPackets), "leaf-packets-lost")
-	report(float64(sentMost), "leaf-packets-sent-max")
-	var held []*quic.Conn
-	lost := map[string]int{}
-	for _, conn := range all {
 		if conn.Context().Err() == nil {
 			held = append(held, conn)
 		} else {
 			lost[fmt.Sprint(context.Cause(conn.Context()))]++
 		}
 	}
+	report(float64(sent), "leaf-packets-sent")
+	report(float64(received), "leaf-packets-received")
+	report(float64(lostPackets), "leaf-packets-lost")
+	report(float64(sentMost), "leaf-packets-sent-max")
 	for cause, n := range lost {
 		b.Logf("%d leaves lost their tunnel: %s", n, cause)
 	}

@@ -38,7 +38,7 @@ type sender struct {
 	rounds  sync.WaitGroup
 
 	// Kept by the running rounds alone.
-	hello   *tunnel.Hello
+	holds   string         // the hash of the set the child's Hello names
 	mark    desiredMark    // the last set's revision and hash
 	held    int64          // the revision the child holds
 	fresh   bool           // the first round after connect
@@ -51,7 +51,7 @@ type sender struct {
 // now. mark was read at connect; first is written with the first mark.
 func (c *Controller) startSending(s *session, hello *tunnel.Hello, mark desiredMark, first map[string]any, log *slog.Logger) {
 	st := &s.send
-	st.hello, st.mark, st.held, st.fresh, st.pending, st.log = hello, mark, hello.Revision, true, first, log
+	st.holds, st.mark, st.held, st.fresh, st.pending, st.log = hello.Hash, mark, hello.Revision, true, first, log
 	c.mu.Lock()
 	if prev, ok := c.sent[s.name]; ok && s.capVersion >= 4 && prev.revision == hello.Revision && prev.hash == hello.Hash {
 		st.base = &prev
@@ -124,7 +124,7 @@ func (c *Controller) round(s *session) error {
 	next := st.mark
 	// Revisions are per parent: a child that holds another set under the
 	// same number (from its previous parent) must get this one.
-	collides := st.fresh && st.hello.Hash != "" && st.hello.Hash != hash && st.mark.revision == st.held
+	collides := st.fresh && st.holds != "" && st.holds != hash && st.mark.revision == st.held
 	if hash != st.mark.hash || collides {
 		next = desiredMark{revision: max(st.mark.revision, st.held) + 1, hash: hash}
 		if st.pending == nil {
@@ -140,7 +140,7 @@ func (c *Controller) round(s *session) error {
 		st.pending = nil
 	}
 	st.mark = next
-	if st.fresh && st.hello.Hash == hash {
+	if st.fresh && st.holds == hash {
 		st.held = st.mark.revision // it holds this content already
 	}
 	st.fresh = false
