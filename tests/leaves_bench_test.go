@@ -47,6 +47,9 @@ import (
 // tunnel.ParentKeepAlive, and a leaf pings once half of it has passed in
 // silence; OTE_PING_CHILDREN sets the controller's --ping-children, for
 // leaves with a longer lostAfter.
+// OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
+// under it (see dialPacer): it tells how many a controller holds from how
+// many survive a storm of connects.
 // OTE_HOLD keeps them all connected that much longer before counting the
 // ones still held, and reports the CPU each process spent while they only
 // kept their tunnels alive.
@@ -159,6 +162,27 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// Dials go as fast as handshakes complete, a storm; or, with
+	// OTE_CPU_CEILING (a busy share of the machine's CPU, e.g. 0.85), only
+	// as fast as the machine has CPU to spare.
+	ceiling := 1.0
+	if v, err := strconv.ParseFloat(os.Getenv("OTE_CPU_CEILING"), 64); err == nil && v > 0 {
+		ceiling = v
+	}
+	paced := func(context.Context) error { return nil }
+	pctx, cancelPacing := context.WithCancel(ctx)
+	var pacing sync.WaitGroup
+	stopPacing := func() { cancelPacing(); pacing.Wait() }
+	defer stopPacing()
+	if ceiling < 1 {
+		p := newDialPacer(ceiling, b.Logf)
+		paced = p.wait
+		pacing.Go(func() {
+			if err := p.Run(pctx); err != nil {
+				b.Errorf("pacing dials: %v", err)
+			}
+		})
+	}
 	start := time.Now()
 	conns := make(chan *quic.Conn, leaves)
 	work = make(chan int)
@@ -198,6 +222,9 @@ func BenchmarkLeavesPerController(b *testing.B) {
 						retries.Add(1)
 						wait.Wait(ctx)
 					}
+					if err = paced(ctx); err != nil {
+						break
+					}
 					if conn, err = connect(i); err == nil {
 						break
 					}
@@ -219,6 +246,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	close(work)
 	wg.Wait()
 	connected := time.Since(start)
+	stopPacing()
 	profiled.Wait()
 	close(conns)
 	if firstErr != nil {
