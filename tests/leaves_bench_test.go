@@ -169,16 +169,15 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if v, err := strconv.ParseFloat(os.Getenv("OTE_CPU_CEILING"), 64); err == nil && v > 0 {
 		ceiling = v
 	}
-	paced := func(context.Context) error { return nil }
+	var pacer *dialPacer
 	pctx, cancelPacing := context.WithCancel(ctx)
 	var pacing sync.WaitGroup
 	stopPacing := func() { cancelPacing(); pacing.Wait() }
 	defer stopPacing()
 	if ceiling < 1 {
-		p := newDialPacer(ceiling, b.Logf)
-		paced = p.wait
+		pacer = newDialPacer(ceiling, b.Logf)
 		pacing.Go(func() {
-			if err := p.Run(pctx); err != nil {
+			if err := pacer.Run(pctx); err != nil {
 				b.Errorf("pacing dials: %v", err)
 			}
 		})
@@ -222,7 +221,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 						retries.Add(1)
 						wait.Wait(ctx)
 					}
-					if err = paced(ctx); err != nil {
+					if err = pacer.wait(ctx); err != nil {
 						break
 					}
 					if conn, err = connect(i); err == nil {

@@ -32,8 +32,12 @@ func newDialPacer(ceiling float64, logf func(string, ...any)) *dialPacer {
 	return &dialPacer{ceiling: ceiling, step: 10, tokens: make(chan struct{}), stopped: make(chan struct{}), logf: logf}
 }
 
-// wait blocks until the next dial may go, or ctx ends.
+// wait blocks until the next dial may go, or ctx ends. A nil pacer does
+// not pace.
 func (p *dialPacer) wait(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
 	select {
 	case <-p.tokens:
 		return nil
@@ -56,14 +60,13 @@ func (p *dialPacer) Run(ctx context.Context) error {
 	defer adjust.Stop()
 	next := time.Now()
 	lastLog, given, share := next, 0, 0.0
+	wait := time.NewTimer(0)
+	defer wait.Stop()
 	for {
-		wait := time.NewTimer(time.Until(next))
 		select {
 		case <-ctx.Done():
-			wait.Stop()
 			return nil
 		case <-adjust.C:
-			wait.Stop()
 			b, t, err := cpuTicks()
 			if err != nil {
 				return err
@@ -84,11 +87,13 @@ func (p *dialPacer) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			}
-			// Nobody waiting for a dial does not save dials for later.
+			// Time when no dialer waited is not saved up: at most a tenth
+			// of a second's dials go in a burst.
 			next = next.Add(time.Duration(float64(time.Second) / rate))
 			if floor := time.Now().Add(-time.Second / 10); next.Before(floor) {
 				next = floor
 			}
+			wait.Reset(time.Until(next))
 		}
 	}
 }
