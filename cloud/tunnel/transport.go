@@ -112,12 +112,12 @@ const (
 	DefaultMaxHandshakes = 128
 	// DefaultReadBuffer is the receive buffer of a parent's socket, in
 	// bytes: its children send in bursts that the one socket must absorb
-	// while the process is busy. Deeper is not better: a packet that
-	// waits longer than QUIC's probe timeout (tens of milliseconds on a
-	// short path) makes its sender probe. At 128 MiB a parent of some
-	// 38k children on loopback fell into a storm that lasted the ten
-	// minutes it was watched, dropping some 600k datagrams a minute
-	// even so.
+	// while the process is busy. Deeper was worse when tried: at 128 MiB
+	// a parent of some 38k children on loopback fell into a storm that
+	// lasted the ten minutes it was watched, dropping 470k to 730k
+	// datagrams a minute even so. The likely cause, not measured apart:
+	// a packet that waits in the queue longer than QUIC's probe timeout,
+	// tens of milliseconds on a short path, makes its sender probe.
 	DefaultReadBuffer = 32 << 20
 )
 
