@@ -221,9 +221,14 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
+// killWait bounds how long a killed group may take to be gone. SIGKILL
+// cannot be caught, so only a process in uninterruptible sleep (a hung
+// disk or mount), or an orphan that nobody reaps, outlasts it.
+const killWait = 5 * time.Second
+
 // signalGroupAndWait asks p's group to stop with SIGTERM, gives it grace
 // to exit (leader and every other member), then kills what is left.
-func signalGroupAndWait(p Process, grace time.Duration) {
+func signalGroupAndWait(p Process, grace time.Duration) error {
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 	p.Signal(syscall.SIGTERM)
@@ -243,6 +248,28 @@ func signalGroupAndWait(p Process, grace time.Duration) {
 		}
 	case <-deadline.C:
 	}
+	return killGroup(p)
+}
+
+// killGroup kills p's whole group and waits until none of it is left: the
+// leader reaped and every other member gone. A member that is still
+// there after killWait is reported, not waited for any longer.
+func killGroup(p Process) error {
 	p.Signal(syscall.SIGKILL)
 	<-p.Done()
+	if p.Signal(0) != nil {
+		return nil
+	}
+	limit := time.NewTimer(killWait)
+	defer limit.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for p.Signal(0) == nil {
+		select {
+		case <-poll.C:
+		case <-limit.C:
+			return fmt.Errorf("process group %d still has members %v after SIGKILL", p.Pid(), killWait)
+		}
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -172,17 +171,21 @@ func (u *unit) runOnce() (exit ExitStatus, ran time.Duration, end runEnd) {
 
 	select {
 	case <-p.Done():
-		// Whatever the leader left running in its group goes with it.
-		p.Signal(syscall.SIGKILL)
+		// Whatever the leader left running in its group goes with it,
+		// before a restart can start another.
+		err = killGroup(p)
 	case <-u.restartReq:
 		u.note("restart requested")
 		u.update(func(st *Status) { st.State = StateStopping })
-		signalGroupAndWait(p, u.stopGrace())
+		err = signalGroupAndWait(p, u.stopGrace())
 		end = endRestart
 	case <-u.stop:
 		u.update(func(st *Status) { st.State = StateStopping })
-		signalGroupAndWait(p, u.stopGrace())
+		err = signalGroupAndWait(p, u.stopGrace())
 		end = endStopped
+	}
+	if err != nil {
+		u.note("%v", err)
 	}
 	exit = p.Exit()
 	now := time.Now()
