@@ -41,11 +41,11 @@ import (
 // reports the controller's resident memory per leaf (ote-cloud alone;
 // the API server is a separate process) and the time to connect them all.
 // With OTE_PROFILE_DIR set it saves the controller's heap and goroutine
-// profiles there once all are connected, and a CPU profile of the first
-// five seconds of connecting. OTE_LOST_AFTER sets the leaves' lostAfter
-// (default 30s, a box's): the controller pings each every
-// tunnel.ParentKeepAlive, and a leaf pings once half of it has passed in
-// silence; OTE_PING_CHILDREN sets the controller's --ping-children, for
+// profiles there once all are connected, a CPU profile of the first
+// five seconds of connecting, and the controller's log at the end.
+// OTE_LOST_AFTER sets the leaves' lostAfter (default 30s, a box's): the
+// controller pings each every tunnel.ParentKeepAlive, and a leaf pings
+// once half of it has passed in silence; OTE_PING_CHILDREN sets the controller's --ping-children, for
 // leaves with a longer lostAfter.
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
@@ -394,6 +394,11 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		saveProfile(b, profiling, "heap", filepath.Join(dir, "heap.pprof"))
 		saveProfile(b, profiling, "goroutine", filepath.Join(dir, "goroutine.pprof"))
 		saveProfile(b, profiling, "heap?debug=1", filepath.Join(dir, "memstats.txt"))
+		// Its log, with its GC trace under GODEBUG=gctrace=1, to set
+		// beside the loss times.
+		if err := os.WriteFile(filepath.Join(dir, "ote-cloud.log"), []byte(c.out.String()), 0o644); err != nil {
+			b.Error(err)
+		}
 	}
 	for _, conn := range held {
 		conn.CloseWithError(0, "")
