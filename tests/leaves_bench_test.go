@@ -45,8 +45,8 @@ import (
 // five seconds of connecting, and the controller's log at the end.
 // OTE_LOST_AFTER sets the leaves' lostAfter (default 30s, a box's): the
 // controller pings each every tunnel.ParentKeepAlive, and a leaf pings
-// once half of it has passed in silence; OTE_PING_CHILDREN sets the controller's --ping-children, for
-// leaves with a longer lostAfter.
+// once half of it has passed in silence; OTE_PING_CHILDREN sets the
+// controller's --ping-children, for leaves with a longer lostAfter.
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.

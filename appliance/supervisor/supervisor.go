@@ -236,16 +236,7 @@ func signalGroupAndWait(p Process, grace time.Duration) error {
 	case <-p.Done():
 		// The leader is gone; the rest of its group gets what is left
 		// of the grace period.
-		poll := time.NewTicker(50 * time.Millisecond)
-		defer poll.Stop()
-	wait:
-		for p.Signal(0) == nil {
-			select {
-			case <-poll.C:
-			case <-deadline.C:
-				break wait
-			}
-		}
+		groupGone(p, deadline.C)
 	case <-deadline.C:
 	}
 	return killGroup(p)
@@ -257,19 +248,25 @@ func signalGroupAndWait(p Process, grace time.Duration) error {
 func killGroup(p Process) error {
 	p.Signal(syscall.SIGKILL)
 	<-p.Done()
-	if p.Signal(0) != nil {
-		return nil
-	}
 	limit := time.NewTimer(killWait)
 	defer limit.Stop()
+	if !groupGone(p, limit.C) {
+		return fmt.Errorf("process group %d still has members %v after SIGKILL", p.Pid(), killWait)
+	}
+	return nil
+}
+
+// groupGone waits until no member of p's group is left, and reports
+// false if deadline comes first.
+func groupGone(p Process, deadline <-chan time.Time) bool {
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
 	for p.Signal(0) == nil {
 		select {
 		case <-poll.C:
-		case <-limit.C:
-			return fmt.Errorf("process group %d still has members %v after SIGKILL", p.Pid(), killWait)
+		case <-deadline:
+			return false
 		}
 	}
-	return nil
+	return true
 }
