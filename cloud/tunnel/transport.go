@@ -111,14 +111,16 @@ const (
 	// DefaultMaxHandshakes is ListenConfig.MaxHandshakes by default.
 	DefaultMaxHandshakes = 128
 	// DefaultReadBuffer is the receive buffer of a parent's socket, in
-	// bytes: its children send in bursts that the one socket must absorb
-	// while the process is busy. Deeper was worse when tried: at 128 MiB
-	// a parent of some 38k children on loopback fell into a storm that
-	// lasted the ten minutes it was watched, dropping 470k to 730k
-	// datagrams a minute even so. The likely cause, not measured apart:
-	// a packet that waits in the queue longer than QUIC's probe timeout,
-	// tens of milliseconds on a short path, makes its sender probe.
-	DefaultReadBuffer = 32 << 20
+	// bytes (Linux doubles it for its own bookkeeping): deep enough for
+	// the bursts of its children's packets while the process is busy,
+	// shallow enough that a packet does not wait longer in it than the
+	// sender's probe timeout. A packet that waits longer draws probes
+	// that join the queue too. With 20k children on loopback and a 6 s
+	// pause of the process holding them, 32 MiB turned the pause into a
+	// storm that lasted until the run ended (60k packets a second, 395
+	// tunnels lost); 4 MiB was back to its 3k a second within 10 s, and
+	// none were lost. A pause of the parent itself passed at either size.
+	DefaultReadBuffer = 4 << 20
 )
 
 // Listener is a parent's tunnel listener.
