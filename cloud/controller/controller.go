@@ -455,8 +455,9 @@ func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
 	welcome := c.welcomeLocked(name, capv)
 	size := c.subtreeSizeLocked(name)
 	// What it reported before is reached through it again: a child that
-	// resumes its report does not say it twice.
-	dirty := append(slices.Collect(maps.Keys(c.claims[name])), name)
+	// resumes its report does not say it twice. Its own size and next hop
+	// go with its Connected status below, in the same write.
+	dirty := slices.Collect(maps.Keys(c.claims[name]))
 	c.mu.Unlock()
 	if old != nil {
 		old.conn.CloseWithError(tunnel.CloseReplaced, "replaced by a newer connection")
