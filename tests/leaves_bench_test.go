@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/pager"
 
@@ -73,12 +74,14 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	// The load generator holds as many connections as the controller and
 	// shares its machine: about 38 KiB of live heap a leaf, near 4 GB at
-	// 100k. It collects when its heap has grown by half, so that it needs
-	// little more than that and leaves the rest of the memory to the
-	// controller and its API server, under a bound in case it needs more.
-	// Collecting after a quarter cost it a core for 10 to 17 s every two
-	// minutes at 97k, and the dials crawled; never collecting before a
-	// bound needed the machine's last gigabytes.
+	// 100k. With a GOGC goal its heap stays under one and a half times
+	// that, which leaves the rest of the memory to the controller and its
+	// API server, with a bound in case it needs more. The price: the
+	// runtime forces a collection every two minutes whenever GOGC is on,
+	// and at 75k to 82k leaves each cost 8 to 27 CPU-seconds over 7 to 24 s.
+	// Without a goal (GOGC off) there are none until the bound, and one
+	// run held 100k that way, but its heap grows to the bound, and its
+	// repeat ran the machine out of memory.
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(10 << 30))
 	profiling := freeAddr(b)
@@ -119,7 +122,9 @@ func BenchmarkLeavesPerController(b *testing.B) {
 				_, err := ecs.Create(ctx, obj, metav1.CreateOptions{})
 				if err == nil {
 					var certPEM, keyPEM []byte
-					if certPEM, keyPEM, err = ca.Issue(pki.Request{CommonName: name, Client: true, Validity: time.Hour}); err == nil {
+					// Valid for a day: a run at 100k lasts over an hour, and
+					// a leaf that redials with an expired one is refused.
+					if certPEM, keyPEM, err = ca.Issue(pki.Request{CommonName: name, Client: true, Validity: 24 * time.Hour}); err == nil {
 						certs[i], err = tls.X509KeyPair(certPEM, keyPEM)
 						certs[i].Leaf = nil // crypto/tls parses it when it needs it, and keeps nothing
 					}
@@ -330,6 +335,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	settled := time.Since(start)
 	report(settled.Seconds(), "s-to-status")
+	report(statusWrites(ctx, b, rc)/float64(leaves+redials), "status-writes/dial")
 	time.Sleep(5 * time.Second) // let GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadAfter := processRSS(b, os.Getpid())
@@ -461,6 +467,31 @@ func stall(b *testing.B, spec string, controller int) {
 	if err := cont.Wait(); err != nil {
 		b.Fatalf("resume the load generator: %v", err)
 	}
+}
+
+// statusWrites is how many EdgeCluster status writes the API server has
+// served, from its request counter.
+func statusWrites(ctx context.Context, b *testing.B, rc *rest.Config) float64 {
+	b.Helper()
+	raw, err := kubernetes.NewForConfigOrDie(rc).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n float64
+	for line := range strings.Lines(string(raw)) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !strings.HasPrefix(series, "apiserver_request_total{") ||
+			!strings.Contains(series, `resource="edgeclusters"`) || !strings.Contains(series, `subresource="status"`) ||
+			!strings.Contains(series, `verb="PATCH"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			b.Fatalf("API server metrics: %q: %v", line, err)
+		}
+		n += v
+	}
+	return n
 }
 
 // saveProfile fetches one pprof profile from ote-cloud's profiling listener.
