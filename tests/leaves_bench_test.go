@@ -26,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/pager"
 
@@ -98,7 +97,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		b.ReportMetric(v, unit)
 		figures = append(figures, fmt.Sprintf("%.4g %s", v, unit))
 	}
-	ca, err := (enrollment.Store{Client: kubernetes.NewForConfigOrDie(rc)}).TreeCA(ctx, false)
+	kc := kubernetes.NewForConfigOrDie(rc)
+	ca, err := (enrollment.Store{Client: kc}).TreeCA(ctx, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	settled := time.Since(start)
 	report(settled.Seconds(), "s-to-status")
-	report(statusWrites(ctx, b, rc)/float64(leaves+redials), "status-writes/dial")
+	report(statusWrites(ctx, b, kc)/float64(leaves+redials), "status-writes/dial")
 	time.Sleep(5 * time.Second) // let GC settle
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadAfter := processRSS(b, os.Getpid())
@@ -471,9 +471,9 @@ func stall(b *testing.B, spec string, controller int) {
 
 // statusWrites is how many EdgeCluster status writes the API server has
 // served, from its request counter.
-func statusWrites(ctx context.Context, b *testing.B, rc *rest.Config) float64 {
+func statusWrites(ctx context.Context, b *testing.B, kc kubernetes.Interface) float64 {
 	b.Helper()
-	raw, err := kubernetes.NewForConfigOrDie(rc).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	raw, err := kc.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
