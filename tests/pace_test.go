@@ -12,7 +12,10 @@ import (
 
 // dialPacer hands a load generator's dialers their dials at a rate it
 // adapts to the machine's CPU: up by a step each second while the share
-// of busy CPU stays under the ceiling, down by a third when it does not.
+// of busy CPU stays under the ceiling, down by a third when it does not,
+// to no less than a tenth of a step: one dial a second for a lone pacer,
+// and no more for the several pacers of a load generator split into
+// processes, whose steps add up to one pacer's.
 // The load generator runs on the same cores as the controller and its
 // API server. Dialing as fast as handshakes complete keeps every core
 // busy, and on a saturated machine each garbage collection of a
@@ -103,7 +106,7 @@ func (p *dialPacer) adjust(rate, share float64) float64 {
 	if share < p.ceiling {
 		return rate + p.step
 	}
-	return max(rate*2/3, 1)
+	return max(rate*2/3, p.step/10)
 }
 
 // cpuTicks reads the machine's busy and total CPU time, in ticks, from
@@ -147,6 +150,10 @@ func TestDialPacerAdjust(t *testing.T) {
 	}
 	if got := p.adjust(1.2, 1); got != 1 {
 		t.Errorf("over the ceiling at 1.2/s: %v, want the floor of 1", got)
+	}
+	p.step = 2.5 // one of four processes' pacers
+	if got := p.adjust(0.3, 1); got != 0.25 {
+		t.Errorf("a step of 2.5, over the ceiling at 0.3/s: %v, want the floor of 0.25", got)
 	}
 }
 
