@@ -190,6 +190,7 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 	running.Go(func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
+		logged := 0 // losses logged so far
 		for n := 1; ; n++ {
 			select {
 			case <-ctx.Done():
@@ -200,7 +201,11 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 					cancel()
 				}
 				if n%60 == 0 {
-					log.Info("leaves", "held", st.Held, "dials", st.Dials, "redials", st.Redials, "lost", st.Lost)
+					// Why the last minute's tunnels were lost, so that a run
+					// stopped before its report still tells.
+					var causes map[string]int
+					causes, logged = w.causesSince(logged)
+					log.Info("leaves", "held", st.Held, "dials", st.Dials, "redials", st.Redials, "lost", st.Lost, "causes", fmt.Sprint(causes))
 				}
 			}
 		}
@@ -380,6 +385,18 @@ func (w *leafWorker) connect(ctx context.Context, i int) (*quic.Conn, error) {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// causesSince counts the causes of the losses after the first k, and
+// returns how many there are in all.
+func (w *leafWorker) causesSince(k int) (map[string]int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	causes := map[string]int{}
+	for _, l := range w.losses[k:] {
+		causes[l.Cause]++
+	}
+	return causes, len(w.losses)
 }
 
 // fail keeps the first reason a leaf gave up.
