@@ -483,9 +483,13 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs int) *leafWorker
 		}
 		p := &leafWorkerProc{share: c.To - c.From, exited: make(chan struct{}), finals: make(chan *leafWorkerFinal, 1)}
 		p.cmd = exec.Command(self, "-test.run=^$")
-		// About 38 KiB live a leaf; the bound leaves as much again for
-		// garbage between collections.
-		limit := int64(c.To-c.From)*64<<10 + 192<<20
+		// About 42 KiB live a leaf, and the bound counts more than the
+		// heap: at 64 KiB a leaf, a process's heap goal was down to 1.9 GB
+		// with 1.4 GB live at 33k leaves, and it would have collected
+		// ever more often towards 50k. At 80 KiB, two processes of 50k
+		// are bound at 8.1 GiB, which fits beside the controller and its
+		// API server (7 and 2.3 GB at 70k).
+		limit := int64(c.To-c.From)*80<<10 + 256<<20
 		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
 		p.cmd.Stderr = os.Stderr
 		if cfg.ProfileDir != "" {
