@@ -171,7 +171,7 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 		defer pprof.StopCPUProfile()
 	}
 
-	w := &leafWorker{cfg: cfg, certs: certs, ca: ca.Cert, tr: tr, raddr: raddr, log: log,
+	w := &leafWorker{cfg: cfg, certs: certs, ca: ca.Cert, tr: tr, raddr: raddr,
 		conns: make([]*quic.Conn, n), redialed: make([]int, n), queue: make(chan int, n)}
 	_, w.port, _ = net.SplitHostPort(udp.LocalAddr().String())
 	enc := json.NewEncoder(out)
@@ -280,18 +280,16 @@ type leafWorker struct {
 	ca    *x509.Certificate
 	tr    *quic.Transport
 	raddr *net.UDPAddr
-	log   *slog.Logger
 	pacer *dialPacer // nil: unpaced
 	queue chan int   // leaves to dial, by index
 	final atomic.Bool
 
-	dials, retries, redials, lost atomic.Int64
-	held                          atomic.Int64
+	dials, retries, redials atomic.Int64
 
 	mu       sync.Mutex
 	conns    []*quic.Conn // each leaf's latest tunnel
 	redialed []int        // how often each leaf lost its tunnel and dialed again
-	losses   []leafLoss
+	losses   []leafLoss   // every lost tunnel: the leaves held are the dials less these
 	err      error
 	port     string
 }
@@ -340,7 +338,6 @@ func (w *leafWorker) dialer(ctx context.Context) {
 		if again {
 			w.redials.Add(1)
 		}
-		w.held.Add(1)
 		w.mu.Lock()
 		w.conns[i] = conn
 		w.mu.Unlock()
@@ -351,8 +348,6 @@ func (w *leafWorker) dialer(ctx context.Context) {
 // lose records a lost tunnel and, until the command "final", queues its
 // leaf to dial again.
 func (w *leafWorker) lose(i int, conn *quic.Conn) {
-	w.held.Add(-1)
-	w.lost.Add(1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.losses = append(w.losses, leafLoss{time.Now(), fmt.Sprint(context.Cause(conn.Context()))})
@@ -408,10 +403,11 @@ func (w *leafWorker) fail(err error) {
 
 // snapshot is the worker's counts now.
 func (w *leafWorker) snapshot() leafWorkerStatus {
-	st := leafWorkerStatus{Port: w.port, Held: int(w.held.Load()), Dials: w.dials.Load(),
-		Retries: w.retries.Load(), Redials: w.redials.Load(), Lost: w.lost.Load()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	st := leafWorkerStatus{Port: w.port, Dials: w.dials.Load(), Retries: w.retries.Load(),
+		Redials: w.redials.Load(), Lost: int64(len(w.losses))}
+	st.Held = int(st.Dials - st.Lost)
 	if w.err != nil {
 		st.Err = w.err.Error()
 	}
