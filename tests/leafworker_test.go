@@ -217,8 +217,7 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 		switch cmd := lines.Text(); cmd {
 		case "dial":
 			if cfg.Ceiling < 1 {
-				w.pacer = newDialPacer(cfg.Ceiling, func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) })
-				w.pacer.step = cfg.Step
+				w.pacer = newDialPacer(cfg.Ceiling, cfg.Step, func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) })
 				running.Go(func() {
 					if err := w.pacer.Run(pctx); err != nil {
 						w.fail(fmt.Errorf("pacing dials: %w", err))

@@ -31,8 +31,8 @@ type dialPacer struct {
 	logf    func(format string, args ...any)
 }
 
-func newDialPacer(ceiling float64, logf func(string, ...any)) *dialPacer {
-	return &dialPacer{ceiling: ceiling, step: 10, tokens: make(chan struct{}), stopped: make(chan struct{}), logf: logf}
+func newDialPacer(ceiling, step float64, logf func(string, ...any)) *dialPacer {
+	return &dialPacer{ceiling: ceiling, step: step, tokens: make(chan struct{}), stopped: make(chan struct{}), logf: logf}
 }
 
 // wait blocks until the next dial may go, or ctx ends. A nil pacer does
@@ -141,7 +141,7 @@ func parseCPUTicks(stat string) (busy, total int64, err error) {
 }
 
 func TestDialPacerAdjust(t *testing.T) {
-	p := newDialPacer(0.8, t.Logf)
+	p := newDialPacer(0.8, 10, t.Logf)
 	if got := p.adjust(50, 0.5); got != 60 {
 		t.Errorf("under the ceiling: rate 50 became %v, want 60", got)
 	}
@@ -151,7 +151,7 @@ func TestDialPacerAdjust(t *testing.T) {
 	if got := p.adjust(1.2, 1); got != 1 {
 		t.Errorf("over the ceiling at 1.2/s: %v, want the floor of 1", got)
 	}
-	p.step = 2.5 // one of four processes' pacers
+	p = newDialPacer(0.8, 2.5, t.Logf) // one of four processes' pacers
 	if got := p.adjust(0.3, 1); got != 0.25 {
 		t.Errorf("a step of 2.5, over the ceiling at 0.3/s: %v, want the floor of 0.25", got)
 	}
