@@ -485,11 +485,7 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs int) *leafWorker
 		// are bound at 8.1 GiB, which fits beside the controller and its
 		// API server (7 and 2.3 GB at 70k).
 		limit := int64(c.To-c.From)*80<<10 + 256<<20
-		// One P each: a process with more goes idle and wakes again
-		// between packets, and its threads take work from each other.
-		// Holding 20k leaves in two processes for two minutes took 0.23
-		// cores of the load generator at two Ps each, 0.19 at one.
-		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10), "GOMAXPROCS=1")
+		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
 		p.cmd.Stderr = os.Stderr
 		if cfg.ProfileDir != "" {
 			f, err := os.Create(filepath.Join(cfg.ProfileDir, c.Name+".log"))
