@@ -21,14 +21,13 @@ import (
 //
 // A watch that ends (the API server closes every watch after a while) is
 // resumed from the last version seen, which bookmarks keep recent; only a
-// version the API server no longer has (410 Gone) makes it list again. A
-// list of a level's EdgeClusters is its whole subtree, 100k objects in
-// one response for a large tree: listing it again on every closed watch
-// cost the API server, its storage and this process a burst of seconds
-// of CPU each time. A list after the first is never older than what was
-// already seen (resourceVersionMatch NotOlderThan), so that it cannot
-// drop an object that a newer version still has; it is served from the
-// API server's watch cache when it holds that version.
+// version the API server no longer has (410 Gone) makes it list again:
+// a list of a level's EdgeClusters is its whole subtree, one object for
+// every cluster below it, in one response. A list after the first is
+// never older than what was already seen (resourceVersionMatch
+// NotOlderThan), so that it cannot drop an object that a newer version
+// still has; it is served from the API server's watch cache when it holds
+// that version.
 func listWatch(ctx context.Context, client dynamic.ResourceInterface, log *slog.Logger, what string,
 	listed func([]unstructured.Unstructured), changed func(watch.EventType, *unstructured.Unstructured)) {
 	rv := "0" // any version for the first list, from the cache
