@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
@@ -34,6 +36,8 @@ func Main(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", tunnel.DefaultMaxHandshakes, "how many children's tunnel handshakes may be in progress at once; more are refused, and those children try again after their backoff")
 	fs.DurationVar(&cfg.PingChildren, "ping-children", tunnel.ParentKeepAlive, "how often this level pings a child that has been silent, so that the child need not (0: never; the children ping); a child pings at half its lostAfter, later than the default for a box's default of 30s: raise it for children with a longer lostAfter, to spare metered links")
+	var memoryLimit memoryLimitFlag
+	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
@@ -59,6 +63,10 @@ func Main(ctx context.Context, args []string) error {
 	if cfg.Parent != "" && cfg.EnrollFile == "" {
 		return fmt.Errorf("%w: --parent needs --enroll-file with a token for that level", multicall.ErrUsage)
 	}
+	if memoryLimit > 0 {
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(int64(memoryLimit))
+	}
 	// kine logs through logrus; keep its per-start chatter out of the way.
 	logrus.SetLevel(logrus.WarnLevel)
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -81,4 +89,33 @@ func (q quietInfo) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return q.w.Write(p)
+}
+
+// minMemoryLimit is the least --memory-limit taken: below it the runtime
+// would collect all the time, the API server's watches and the first
+// children's tunnels alone filling it.
+const minMemoryLimit = 256 << 20
+
+// memoryLimitFlag is --memory-limit, a size in bytes written as a
+// Kubernetes quantity (8Gi, 9G, 512Mi or plain bytes); zero is unset.
+type memoryLimitFlag int64
+
+func (m *memoryLimitFlag) String() string {
+	if *m == 0 {
+		return ""
+	}
+	return resource.NewQuantity(int64(*m), resource.BinarySI).String()
+}
+
+func (m *memoryLimitFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return fmt.Errorf("not a size: give bytes or a quantity such as 8Gi")
+	}
+	v, ok := q.AsInt64()
+	if !ok || v < minMemoryLimit {
+		return fmt.Errorf("%s is less than the least the controller runs in, %s", s, resource.NewQuantity(minMemoryLimit, resource.BinarySI))
+	}
+	*m = memoryLimitFlag(v)
+	return nil
 }
