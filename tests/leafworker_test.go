@@ -171,7 +171,7 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 		defer pprof.StopCPUProfile()
 	}
 
-	w := &leafWorker{cfg: cfg, certs: certs, ca: ca.Cert, tr: tr, raddr: raddr,
+	w := &leafWorker{cfg: cfg, certs: certs, ca: ca.Cert, tr: tr, raddr: raddr, log: log,
 		conns: make([]*quic.Conn, n), redialed: make([]int, n), queue: make(chan int, n)}
 	_, w.port, _ = net.SplitHostPort(udp.LocalAddr().String())
 	enc := json.NewEncoder(out)
@@ -279,6 +279,7 @@ type leafWorker struct {
 	ca    *x509.Certificate
 	tr    *quic.Transport
 	raddr *net.UDPAddr
+	log   *slog.Logger
 	pacer *dialPacer // nil: unpaced
 	queue chan int   // leaves to dial, by index
 	final atomic.Bool
@@ -351,6 +352,11 @@ func (w *leafWorker) lose(i int, conn *quic.Conn) {
 	defer w.mu.Unlock()
 	w.losses = append(w.losses, leafLoss{time.Now(), fmt.Sprint(context.Cause(conn.Context()))})
 	if w.final.Load() {
+		// Final losses are few, and each is worth setting beside the
+		// controller's log.
+		st := conn.ConnectionStats()
+		w.log.Warn("lost", "leaf", fmt.Sprintf("leaf-%05d", w.cfg.From+i), "cause", w.losses[len(w.losses)-1].Cause,
+			"rtt", st.SmoothedRTT, "sent", st.PacketsSent, "received", st.PacketsReceived, "lostPackets", st.PacketsLost)
 		return
 	}
 	if w.redialed[i]++; w.redialed[i] > 10 {

@@ -45,6 +45,11 @@ import (
 // controller pings each every tunnel.ParentKeepAlive, and a leaf pings
 // once half of it has passed in silence; OTE_PING_CHILDREN sets the
 // controller's --ping-children, for leaves with a longer lostAfter.
+// OTE_CONTROLLER_MEMORY_LIMIT=9Gi runs the controller with that
+// --memory-limit. The benchmark reports the controller's collections
+// while connecting and holding, and its live heap per leaf after a
+// collection of its own at the end (under a bound, its resident set
+// grows towards the bound).
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
@@ -72,6 +77,10 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	args := []string{"--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiling}
 	if v := os.Getenv("OTE_PING_CHILDREN"); v != "" {
 		args = append(args, "--ping-children", v)
+	}
+	limit := os.Getenv("OTE_CONTROLLER_MEMORY_LIMIT")
+	if limit != "" {
+		args = append(args, "--memory-limit", limit)
 	}
 	c := startCloud(b, args...)
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
@@ -157,6 +166,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	_, serverPort, _ := net.SplitHostPort(c.tunnel)
 	ports := append([]string{serverPort}, ws.ports()...)
 	dropsBefore := udpDrops(b, ports...)
+	gcsBefore := memStat(b, profiling, "NumGC", false)
 
 	var profiled sync.WaitGroup
 	if profileDir != "" {
@@ -212,6 +222,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	after := processRSS(b, c.cmd.Process.Pid)
 	loadRSS := sumRSS(b, ws.pids())
 	cpuConnected := cpuOf(b, procsOf)
+	gcsConnected := memStat(b, profiling, "NumGC", false)
+	report(float64(gcsConnected-gcsBefore), "gc-connect-controller")
 	for name := range procsOf {
 		report((cpuConnected[name] - cpuBefore[name]).Seconds(), "cpu-s-connect-"+name)
 	}
@@ -230,6 +242,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		for name := range procsOf {
 			report(float64(cpuHeld[name]-cpuConnected[name])/float64(hold), "cpu-hold-"+name)
 		}
+		report(float64(memStat(b, profiling, "NumGC", false)-gcsConnected), "gc-hold-controller")
 	}
 	drops := udpDrops(b, ports...)
 	report(float64(drops[0]-dropsBefore[0]), "udp-drops-controller")
@@ -286,6 +299,10 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	report(float64(total.Held), "leaves")
 	report(float64(after-before)/float64(leaves)/1024, "KiB/leaf")
+	// Under --memory-limit the resident set grows towards the bound; what
+	// the leaves keep is the heap left after a collection, forced here,
+	// once their count is taken.
+	report(float64(memStat(b, profiling, "HeapAlloc", true))/float64(leaves)/1024, "live-KiB/leaf")
 	report(float64(heapLive)/float64(leaves)/1024, "loadgen-live-KiB/leaf")
 	report(connected.Seconds(), "s-to-connect")
 	report(float64(total.Retries), "retries")
@@ -348,18 +365,47 @@ func statusWrites(ctx context.Context, b *testing.B, kc kubernetes.Interface) fl
 // saveProfile fetches one pprof profile from ote-cloud's profiling listener.
 func saveProfile(b *testing.B, addr, name, file string) {
 	b.Helper()
+	if err := os.WriteFile(file, getProfile(b, addr, name), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// getProfile is the body of /debug/pprof/name on the profiling address.
+func getProfile(b *testing.B, addr, name string) []byte {
+	b.Helper()
 	resp, err := http.Get("http://" + addr + "/debug/pprof/" + name)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	if err == nil {
-		err = os.WriteFile(file, data, 0o644)
-	}
 	if err != nil {
 		b.Fatal(err)
 	}
+	return data
+}
+
+// memStat is one of the runtime.MemStats fields that the heap profile
+// in text form lists at its end ("# NumGC = 12"). With gc, the process
+// collects its garbage first, as net/http/pprof's ?gc=1 does.
+func memStat(b *testing.B, addr, field string, gc bool) int64 {
+	b.Helper()
+	name := "heap?debug=1"
+	if gc {
+		name += "&gc=1"
+	}
+	prefix := "# " + field + " = "
+	for line := range strings.Lines(string(getProfile(b, addr, name))) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("%s%s: %v", prefix, v, err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("no %s in the controller's heap profile", field)
+	return 0
 }
 
 // processRSS is one process's resident set in bytes.
