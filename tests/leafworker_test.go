@@ -350,12 +350,13 @@ func (w *leafWorker) dialer(ctx context.Context) {
 func (w *leafWorker) lose(i int, conn *quic.Conn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.losses = append(w.losses, leafLoss{time.Now(), fmt.Sprint(context.Cause(conn.Context()))})
+	cause := fmt.Sprint(context.Cause(conn.Context()))
+	w.losses = append(w.losses, leafLoss{time.Now(), cause})
 	if w.final.Load() {
 		// Final losses are few, and each is worth setting beside the
 		// controller's log.
 		st := conn.ConnectionStats()
-		w.log.Warn("lost", "leaf", fmt.Sprintf("leaf-%05d", w.cfg.From+i), "cause", w.losses[len(w.losses)-1].Cause,
+		w.log.Warn("lost", "leaf", fmt.Sprintf("leaf-%05d", w.cfg.From+i), "cause", cause,
 			"rtt", st.SmoothedRTT, "sent", st.PacketsSent, "received", st.PacketsReceived, "lostPackets", st.PacketsLost)
 		return
 	}

@@ -78,9 +78,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if v := os.Getenv("OTE_PING_CHILDREN"); v != "" {
 		args = append(args, "--ping-children", v)
 	}
-	limit := os.Getenv("OTE_CONTROLLER_MEMORY_LIMIT")
-	if limit != "" {
-		args = append(args, "--memory-limit", limit)
+	if v := os.Getenv("OTE_CONTROLLER_MEMORY_LIMIT"); v != "" {
+		args = append(args, "--memory-limit", v)
 	}
 	c := startCloud(b, args...)
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)

@@ -91,9 +91,9 @@ func (q quietInfo) Write(p []byte) (int, error) {
 	return q.w.Write(p)
 }
 
-// minMemoryLimit is the least --memory-limit taken: below it the runtime
-// would collect all the time, the API server's watches and the first
-// children's tunnels alone filling it.
+// minMemoryLimit is the smallest --memory-limit taken: a size written
+// without its unit is bytes, and a bound of a few bytes or KiB would have
+// the runtime collect without end.
 const minMemoryLimit = 256 << 20
 
 // memoryLimitFlag is --memory-limit, a size in bytes written as a
@@ -113,8 +113,11 @@ func (m *memoryLimitFlag) Set(s string) error {
 		return fmt.Errorf("not a size: give bytes or a quantity such as 8Gi")
 	}
 	v, ok := q.AsInt64()
-	if !ok || v < minMemoryLimit {
-		return fmt.Errorf("%s is less than the least the controller runs in, %s", s, resource.NewQuantity(minMemoryLimit, resource.BinarySI))
+	switch {
+	case !ok:
+		return fmt.Errorf("%s is more bytes than a 64-bit count holds", s)
+	case v < minMemoryLimit:
+		return fmt.Errorf("%s is below the smallest bound taken, %s (a size without a unit is bytes)", s, resource.NewQuantity(minMemoryLimit, resource.BinarySI))
 	}
 	*m = memoryLimitFlag(v)
 	return nil
