@@ -105,6 +105,13 @@ type ListenConfig struct {
 	// net.Dialer's KeepAlive. QUIC pings at half the idle timeout at
 	// the latest.
 	KeepAlive time.Duration
+	// Shards, if more than 1, makes this listener one of that many, each
+	// in a process of its own, that share the UDP port: each new
+	// connection goes to one of them, and its packets stay there, so
+	// that each process holds its share of the children with a heap,
+	// and garbage collections, of its own. Shard is this one's number,
+	// from 0; shard i must be the i-th to bind the port. Linux only.
+	Shards, Shard int
 }
 
 const (
@@ -152,11 +159,19 @@ func (l *Listener) admit(ctx context.Context, _ *quic.ClientInfo) (context.Conte
 
 // Listen binds a parent's tunnel on the UDP address addr.
 func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error) {
-	udpAddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
+	if err := checkShard(lc.Shard, lc.Shards); err != nil {
 		return nil, err
 	}
-	udp, err := net.ListenUDP("udp", udpAddr)
+	var udp *net.UDPConn
+	var err error
+	if lc.Shards > 1 {
+		udp, err = listenShard(addr, lc.Shards)
+	} else {
+		var udpAddr *net.UDPAddr
+		if udpAddr, err = net.ResolveUDPAddr("udp", addr); err == nil {
+			udp, err = net.ListenUDP("udp", udpAddr)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +182,9 @@ func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error
 	key := quic.StatelessResetKey(lc.ResetKey)
 	l := &Listener{max: int64(lc.MaxHandshakes)}
 	l.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, ConnContext: l.admit}
+	if lc.Shards > 1 {
+		l.tr.ConnectionIDGenerator = shardIDs{shard: lc.Shard, shards: lc.Shards}
+	}
 	qc := QUICConfig()
 	switch {
 	case lc.KeepAlive < 0:
