@@ -3,6 +3,7 @@ package tunnel
 import (
 	"crypto/rand"
 	"fmt"
+	"net"
 
 	"github.com/quic-go/quic-go"
 )
@@ -34,6 +35,21 @@ func (s shardIDs) GenerateConnectionID() (quic.ConnectionID, error) {
 }
 
 func (s shardIDs) ConnectionIDLen() int { return shardIDLen }
+
+// ShardSockets binds n UDP sockets to addr's port (if its port is 0, to
+// the one the first is given), one for each shard of a listener
+// (ListenConfig.Shards). The kernel hands each datagram for the port to
+// the socket its connection ID names, by the order the sockets were
+// bound: socket i is shard i's, to ListenOn in whichever process holds
+// that shard. A process that keeps the sockets open keeps the order, and
+// a shard's datagrams wait in its socket while the shard restarts. Linux
+// only.
+func ShardSockets(addr string, n int) ([]*net.UDPConn, error) {
+	if n < 2 || n > MaxShards {
+		return nil, fmt.Errorf("%d shards: give 2 to %d", n, MaxShards)
+	}
+	return shardSockets(addr, n)
+}
 
 // checkShard validates ListenConfig's Shard and Shards.
 func checkShard(shard, shards int) error {

@@ -8,11 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenShard binds one of shards sockets that share addr's UDP port
-// (SO_REUSEPORT), and steers each datagram to the socket of the shard its
-// connection ID names. The kernel numbers a port's sockets in the order
-// they were bound, so shard i must be the i-th to bind.
-func listenShard(addr string, shards int) (*net.UDPConn, error) {
+// shardSockets binds the sockets of ShardSockets, in order, and attaches
+// the steering program to the port's group of sockets.
+func shardSockets(addr string, n int) ([]*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -22,17 +20,27 @@ func listenShard(addr string, shards int) (*net.UDPConn, error) {
 		}
 		return serr
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-	if err != nil {
+	socks := make([]*net.UDPConn, 0, n)
+	fail := func(err error) ([]*net.UDPConn, error) {
+		for _, s := range socks {
+			s.Close()
+		}
 		return nil, err
 	}
-	udp := pc.(*net.UDPConn)
-	raw, err := udp.SyscallConn()
-	if err != nil {
-		udp.Close()
-		return nil, err
+	for range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			return fail(err)
+		}
+		socks = append(socks, pc.(*net.UDPConn))
+		// The others take the port the first was given.
+		addr = socks[0].LocalAddr().String()
 	}
-	prog := steerProgram(shards)
+	raw, err := socks[0].SyscallConn()
+	if err != nil {
+		return fail(err)
+	}
+	prog := steerProgram(n)
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
@@ -41,10 +49,9 @@ func listenShard(addr string, shards int) (*net.UDPConn, error) {
 		serr = err
 	}
 	if serr != nil {
-		udp.Close()
-		return nil, serr
+		return fail(serr)
 	}
-	return udp, nil
+	return socks, nil
 }
 
 // steerProgram is a classic BPF program, run by the kernel on the UDP

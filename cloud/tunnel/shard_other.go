@@ -7,7 +7,7 @@ import (
 	"net"
 )
 
-// listenShard needs Linux's socket steering.
-func listenShard(string, int) (*net.UDPConn, error) {
+// shardSockets needs Linux's socket steering.
+func shardSockets(string, int) ([]*net.UDPConn, error) {
 	return nil, errors.New("sharded listeners need Linux")
 }

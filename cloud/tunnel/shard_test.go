@@ -4,6 +4,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -21,13 +22,19 @@ import (
 func TestShardsShareAPort(t *testing.T) {
 	ca, server, client := testTree(t)
 	key := [32]byte{7}
-	first, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key, Shards: 2, Shard: 0})
+	socks, err := ShardSockets("127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := socks[0].LocalAddr().String(), socks[1].LocalAddr().String(); a != b {
+		t.Fatalf("shard sockets on %s and %s", a, b)
+	}
+	first, err := ListenOn(socks[0], ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key, Shards: 2, Shard: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	addr := first.Addr().String()
-	second, err := Listen(addr, ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key, Shards: 2, Shard: 1})
+	second, err := ListenOn(socks[1], ServerTLS(server, ca.Cert), ListenConfig{ResetKey: key, Shards: 2, Shard: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +151,11 @@ func TestShardConnectionIDs(t *testing.T) {
 func TestShardsOutOfRange(t *testing.T) {
 	ca, server, _ := testTree(t)
 	for _, lc := range []ListenConfig{{Shards: MaxShards + 1}, {Shards: 2, Shard: 2}, {Shards: 3, Shard: -1}, {Shards: -1}} {
-		ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), lc)
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := ListenOn(udp, ServerTLS(server, ca.Cert), lc)
 		if err == nil {
 			ln.Close()
 			t.Errorf("shard %d of %d: listening", lc.Shard, lc.Shards)
@@ -153,5 +164,18 @@ func TestShardsOutOfRange(t *testing.T) {
 		if !strings.Contains(err.Error(), fmt.Sprint(lc.Shards)) {
 			t.Errorf("shard %d of %d: %v does not name the count", lc.Shard, lc.Shards, err)
 		}
+		// The listener took the socket, and closed it with the error.
+		if _, err := udp.WriteToUDP([]byte{0}, udp.LocalAddr().(*net.UDPAddr)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("shard %d of %d: the socket is still open (%v)", lc.Shard, lc.Shards, err)
+		}
+	}
+	for _, n := range []int{0, 1, MaxShards + 1} {
+		if socks, err := ShardSockets("127.0.0.1:0", n); err == nil || !strings.Contains(err.Error(), fmt.Sprint(n)) {
+			t.Errorf("ShardSockets(%d): %d sockets, %v", n, len(socks), err)
+		}
+	}
+	if ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{Shards: 2}); err == nil {
+		ln.Close()
+		t.Error("Listen bound a shard on a socket of its own")
 	}
 }

@@ -105,12 +105,12 @@ type ListenConfig struct {
 	// net.Dialer's KeepAlive. QUIC pings at half the idle timeout at
 	// the latest.
 	KeepAlive time.Duration
-	// Shards, if more than 1, makes this listener one of that many, each
-	// in a process of its own, that share the UDP port: each new
-	// connection goes to one of them, and its packets stay there, so
-	// that each process holds its share of the children with a heap,
-	// and garbage collections, of its own. Shard is this one's number,
-	// from 0; shard i must be the i-th to bind the port. Linux only.
+	// Shards, if more than 1, makes this listener one of that many that
+	// share a UDP port (ShardSockets), usually each in a process of its
+	// own: each new connection goes to one of them, and its packets stay
+	// there, so that each process holds its share of the children with
+	// a heap, and garbage collections, of its own. Shard is this one's
+	// number, from 0. Linux only.
 	Shards, Shard int
 }
 
@@ -157,22 +157,29 @@ func (l *Listener) admit(ctx context.Context, _ *quic.ClientInfo) (context.Conte
 	return context.WithValue(ctx, endHandshake{}, failed), nil
 }
 
-// Listen binds a parent's tunnel on the UDP address addr.
+// Listen binds a parent's tunnel on the UDP address addr. A shard of a
+// listener (ListenConfig.Shards) listens with ListenOn instead.
 func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error) {
-	if err := checkShard(lc.Shard, lc.Shards); err != nil {
+	if lc.Shards > 1 {
+		return nil, fmt.Errorf("shard %d of %d: a shard listens on one of ShardSockets' sockets", lc.Shard, lc.Shards)
+	}
+	udpAddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
 		return nil, err
 	}
-	var udp *net.UDPConn
-	var err error
-	if lc.Shards > 1 {
-		udp, err = listenShard(addr, lc.Shards)
-	} else {
-		var udpAddr *net.UDPAddr
-		if udpAddr, err = net.ResolveUDPAddr("udp", addr); err == nil {
-			udp, err = net.ListenUDP("udp", udpAddr)
-		}
-	}
+	udp, err := net.ListenUDP("udp", udpAddr)
 	if err != nil {
+		return nil, err
+	}
+	return ListenOn(udp, tlsConf, lc)
+}
+
+// ListenOn makes a parent's tunnel listener on a bound socket: for shard
+// i of a listener, socket i of ShardSockets. The listener owns the socket
+// from then on, and closes it on Close or on an error.
+func ListenOn(udp *net.UDPConn, tlsConf *tls.Config, lc ListenConfig) (*Listener, error) {
+	if err := checkShard(lc.Shard, lc.Shards); err != nil {
+		udp.Close()
 		return nil, err
 	}
 	GrowReadBuffer(udp, DefaultReadBuffer)
@@ -192,6 +199,7 @@ func Listen(addr string, tlsConf *tls.Config, lc ListenConfig) (*Listener, error
 	case lc.KeepAlive > 0:
 		qc.KeepAlivePeriod = lc.KeepAlive
 	}
+	var err error
 	if l.ln, err = l.tr.Listen(tlsConf, qc); err != nil {
 		l.Close()
 		return nil, err
