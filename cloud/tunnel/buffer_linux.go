@@ -11,13 +11,21 @@ import (
 // quic-go sets.
 func GrowReadBuffer(udp *net.UDPConn, size int) {
 	if raw, err := udp.SyscallConn(); err == nil {
-		var serr error
-		raw.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size)
-		})
-		if serr == nil {
+		if setsockopt(raw, func(fd int) error {
+			return syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size)
+		}) == nil {
 			return
 		}
 	}
 	udp.SetReadBuffer(size)
+}
+
+// setsockopt runs set on the socket behind raw, and returns its error or
+// the error of getting at the socket.
+func setsockopt(raw syscall.RawConn, set func(fd int) error) error {
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = set(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
 }

@@ -12,13 +12,7 @@ import (
 // the steering program to the port's group of sockets.
 func shardSockets(addr string, n int) ([]*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
+		return setsockopt(c, func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
 	}}
 	socks := make([]*net.UDPConn, 0, n)
 	fail := func(err error) ([]*net.UDPConn, error) {
@@ -27,29 +21,26 @@ func shardSockets(addr string, n int) ([]*net.UDPConn, error) {
 		}
 		return nil, err
 	}
-	for range n {
+	for i := range n {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return fail(err)
 		}
 		socks = append(socks, pc.(*net.UDPConn))
-		// The others take the port the first was given.
-		addr = socks[0].LocalAddr().String()
+		if i == 0 { // the others take the port the first was given
+			addr = pc.LocalAddr().String()
+		}
 	}
 	raw, err := socks[0].SyscallConn()
 	if err != nil {
 		return fail(err)
 	}
 	prog := steerProgram(n)
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+	if err := setsockopt(raw, func(fd int) error {
+		return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
 			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 	}); err != nil {
-		serr = err
-	}
-	if serr != nil {
-		return fail(serr)
+		return fail(err)
 	}
 	return socks, nil
 }
