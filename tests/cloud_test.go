@@ -182,7 +182,7 @@ spec:
 
 func TestCloudServeUsage(t *testing.T) {
 	bin := builtBinary(t, "ote-cloud")
-	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}, {"serve", "--data-dir", "a", "--ping-children", "-1s"}, {"serve", "--data-dir", "a", "--memory-limit", "lots"}, {"serve", "--data-dir", "a", "--memory-limit", "1Mi"}, {"serve", "--data-dir", "a", "--memory-limit", "-8Gi"}} {
+	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}, {"serve", "--data-dir", "a", "--ping-children", "-1s"}, {"serve", "--data-dir", "a", "--memory-limit", "lots"}, {"serve", "--data-dir", "a", "--memory-limit", "1Mi"}, {"serve", "--data-dir", "a", "--memory-limit", "-8Gi"}, {"serve", "--data-dir", "a", "--tunnel-shards", "0"}, {"serve", "--data-dir", "a", "--tunnel-shards", "65"}, {"serve", "--data-dir", "a", "--shard-memory-limit", "1Gi"}} {
 		r := runBinary(t, bin, args...)
 		if r.code != 2 || !strings.Contains(r.stderr, "usage: ote-cloud serve") {
 			t.Errorf("ote-cloud %v = exit %d, stderr %q; want 2 and usage", args, r.code, r.stderr)

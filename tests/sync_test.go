@@ -84,9 +84,11 @@ func cdStatusOf(t testing.TB, kubeconfig, name string) (targeted, delivered int,
 	return obj.Status.Targeted, obj.Status.Delivered, strings.Join(cs, ",")
 }
 
+// The controller holds its boxes' tunnels in two shard processes here:
+// the deployment's status counts what boxes in both report.
 func TestDeploymentReachesMatchingBoxes(t *testing.T) {
 	builtBinary(t, "kube")
-	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t))
+	c := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--tunnel-shards", "2")
 	b1, r1 := enrolledBox(t, c, "berlin-1", "site=berlin-1")
 	b2, r2 := enrolledBox(t, c, "berlin-2", "site=berlin-2")
 	b3, r3 := enrolledBox(t, c, "paris-1", "site=paris-1")

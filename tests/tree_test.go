@@ -115,7 +115,10 @@ func eventually(t testing.TB, what string, within time.Duration, cond func() boo
 func TestTreeOfLevels(t *testing.T) {
 	builtBinary(t, "kube")
 	const perRegion = 11
-	root := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root")
+	// The root holds its children's tunnels in three shard processes: its
+	// levels, their alternates and their subtrees' reports are one
+	// controller's, whichever shard holds each level.
+	root := startCloud(t, "--data-dir", t.TempDir(), "--api-listen", freeAddr(t), "--name", "root", "--tunnel-shards", "3")
 
 	type region struct {
 		name, dataDir, api, listen, enroll string

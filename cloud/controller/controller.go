@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 
@@ -46,6 +45,10 @@ type Config struct {
 	Tokens       enrollment.Store
 	Dynamic      dynamic.Interface
 	Log          *slog.Logger
+	// Tunnel, when set, is where children's connections come from
+	// instead of a listener that Listen binds on Listen: the shards of
+	// package shard, which hold them in processes of their own.
+	Tunnel Tunnel
 	// CertValidity is how long enrolled identities are valid; default 90 days.
 	CertValidity time.Duration
 	// RenewGrace is how long past expiry a cluster may still renew with
@@ -53,13 +56,23 @@ type Config struct {
 	RenewGrace time.Duration
 }
 
+// Tunnel is where a controller's children connect.
+type Tunnel interface {
+	// Accept waits for a child's next connection.
+	Accept(ctx context.Context) (tunnel.Conn, error)
+	Addr() net.Addr
+	// SetCertificate is the chain the tunnel serves from then on, for
+	// tunnel.ServerName, with the tree's root CA behind it.
+	SetCertificate(*tls.Certificate)
+	Close() error
+}
+
 // Controller serves one level of the tree.
 type Controller struct {
 	cfg      Config
 	ca       atomic.Pointer[pki.CA]
-	server   atomic.Pointer[tls.Certificate]
 	registry *registry
-	ln       *tunnel.Listener
+	ln       Tunnel
 	caHash   [32]byte
 
 	sync    *syncer
@@ -85,7 +98,7 @@ type Controller struct {
 // session is a connected child.
 type session struct {
 	name       string
-	conn       *quic.Conn
+	conn       tunnel.Conn
 	out        *tunnel.Writer
 	cert       *x509.Certificate
 	serves     string // where a level child serves its own children
@@ -162,23 +175,53 @@ func Listen(cfg Config) (*Controller, error) {
 		revoked:    map[string]time.Time{},
 		reportCh:   make(chan struct{}),
 	}
-	if err := c.SetCA(cfg.CA); err != nil {
-		return nil, err
-	}
 	c.statusq = newStatusQueue(c.registry.setStatus, cfg.Log)
 	c.registry.onChange = c.reportChanged
 	c.registry.onDelete = c.deleted
 	c.sync.onRecord = c.reportChanged
+	c.ln = cfg.Tunnel
+	if c.ln == nil {
+		ln, err := listenQUIC(cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.ln = ln
+	}
+	if err := c.SetCA(cfg.CA); err != nil {
+		c.ln.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// quicTunnel is a Tunnel on a QUIC listener in this process.
+type quicTunnel struct {
+	*tunnel.Listener
+	cert atomic.Pointer[tls.Certificate]
+}
+
+func listenQUIC(cfg Config) (*quicTunnel, error) {
+	t := &quicTunnel{}
 	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
 	tlsConf.Certificates = nil
-	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.server.Load(), nil }
+	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.cert.Load(), nil }
 	ln, err := tunnel.Listen(cfg.Listen, tlsConf, tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	c.ln = ln
-	return c, nil
+	t.Listener = ln
+	return t, nil
 }
+
+func (t *quicTunnel) Accept(ctx context.Context) (tunnel.Conn, error) {
+	conn, err := t.Listener.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tunnel.QUICConn(conn), nil
+}
+
+func (t *quicTunnel) SetCertificate(cert *tls.Certificate) { t.cert.Store(cert) }
 
 // SetCA makes ca the CA this level signs with: at start, and when a
 // level's own certificate (its intermediate CA) is renewed. The tree's
@@ -192,7 +235,7 @@ func (c *Controller) SetCA(ca *pki.CA) error {
 		return err
 	}
 	c.ca.Store(ca)
-	c.server.Store(&chain)
+	c.ln.SetCertificate(&chain)
 	return nil
 }
 
@@ -255,7 +298,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		conns.Go(func() {
-			switch conn.ConnectionState().TLS.NegotiatedProtocol {
+			switch conn.ALPN() {
 			case tunnel.ALPNEnroll:
 				c.serveEnroll(ctx, conn)
 			case tunnel.ALPN:
@@ -271,7 +314,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // fail over at once instead of waiting for a timeout.
 func (c *Controller) closeAll() {
 	c.mu.Lock()
-	conns := make([]*quic.Conn, 0, len(c.children))
+	conns := make([]tunnel.Conn, 0, len(c.children))
 	for _, s := range c.children {
 		conns = append(conns, s.conn)
 	}
@@ -290,7 +333,7 @@ func (c *Controller) reportChanged() {
 }
 
 // serveEnroll answers one enrollment request.
-func (c *Controller) serveEnroll(ctx context.Context, conn *quic.Conn) {
+func (c *Controller) serveEnroll(ctx context.Context, conn tunnel.Conn) {
 	defer conn.CloseWithError(tunnel.CloseNormal, "")
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -382,8 +425,8 @@ func (c *Controller) enroll(ctx context.Context, req *tunnel.EnrollRequest, remo
 // serveChild holds an enrolled child's tunnel. The child may have
 // enrolled here or anywhere else in the tree (after a failover): its
 // certificate, verified against the tree's root, is its identity.
-func (c *Controller) serveChild(ctx context.Context, conn *quic.Conn) {
-	peers := conn.ConnectionState().TLS.PeerCertificates
+func (c *Controller) serveChild(ctx context.Context, conn tunnel.Conn) {
+	peers := conn.PeerCertificates()
 	if len(peers) == 0 {
 		conn.CloseWithError(tunnel.CloseRefused, "a client certificate is required")
 		return

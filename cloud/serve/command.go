@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
 )
@@ -36,6 +37,9 @@ func Main(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ReturnEvery, "return-every", 10*time.Second, "how often this level, on an alternate parent, looks for its own")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", tunnel.DefaultMaxHandshakes, "how many children's tunnel handshakes may be in progress at once; more are refused, and those children try again after their backoff")
 	fs.DurationVar(&cfg.PingChildren, "ping-children", tunnel.ParentKeepAlive, "how often this level pings a child that has been silent, so that the child need not (0: never; the children ping); a child pings at half its lostAfter, later than the default for a box's default of 30s: raise it for children with a longer lostAfter, to spare metered links")
+	fs.IntVar(&cfg.TunnelShards, "tunnel-shards", 1, fmt.Sprintf("hold the children's tunnels in `N` processes (2 to %d) that share the tunnel's UDP port, each with a heap and garbage collections of its own; this process keeps the level's state and serves every child through them (Linux)", shard.MaxShards))
+	var shardMemoryLimit memoryLimitFlag
+	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process")
 	var memoryLimit memoryLimitFlag
 	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
@@ -57,6 +61,13 @@ func Main(ctx context.Context, args []string) error {
 	case cfg.PingChildren == 0:
 		cfg.PingChildren = -1 // never
 	}
+	if cfg.TunnelShards < 1 || cfg.TunnelShards > shard.MaxShards {
+		return fmt.Errorf("%w: --tunnel-shards %d: give 1 to %d", multicall.ErrUsage, cfg.TunnelShards, shard.MaxShards)
+	}
+	if shardMemoryLimit > 0 && cfg.TunnelShards < 2 {
+		return fmt.Errorf("%w: --shard-memory-limit needs --tunnel-shards of 2 or more", multicall.ErrUsage)
+	}
+	cfg.ShardMemoryLimit = int64(shardMemoryLimit)
 	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
 		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)
 	}

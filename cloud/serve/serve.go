@@ -42,6 +42,7 @@ import (
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cloud/uplink"
 	"github.com/ote-edge/ote/cross/buildinfo"
@@ -85,6 +86,11 @@ type Config struct {
 	// tunnel.ListenConfig.KeepAlive): 0 means the default, a negative
 	// value never.
 	PingChildren time.Duration
+	// TunnelShards, if more than 1, holds the children's connections in
+	// that many processes that share the tunnel's port (package shard);
+	// ShardMemoryLimit, if set, bounds each one's memory.
+	TunnelShards     int
+	ShardMemoryLimit int64
 	// ProfilingListen, when set, serves net/http/pprof there.
 	ProfilingListen string
 	Log             *slog.Logger
@@ -158,14 +164,37 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	if err != nil {
 		return err
 	}
-	ctl, err := controller.Listen(controller.Config{
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var pool *shard.Pool
+	if cfg.TunnelShards > 1 {
+		pool, err = shard.Listen(shard.Config{
+			Listen: cfg.Listen, Shards: cfg.TunnelShards, Root: ca.Root, ResetKey: resetKey,
+			MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren, MemoryLimit: cfg.ShardMemoryLimit, Log: cfg.Log,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	ccfg := controller.Config{
 		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, PingChildren: cfg.PingChildren, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
 		CertValidity: cfg.CertValidity,
-	})
+	}
+	if pool != nil {
+		ccfg.Tunnel = pool
+	}
+	ctl, err := controller.Listen(ccfg)
 	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
 		return err
 	}
-	cfg.Log.Info("tunnel listening", "addr", ctl.Addr().String())
+	if pool != nil {
+		// The controller closes the pool as it stops.
+		wg.Go(func() { pool.Run(ctx) })
+	}
+	cfg.Log.Info("tunnel listening", "addr", ctl.Addr().String(), "shards", max(cfg.TunnelShards, 1))
 	cfg.ready(kubeconfig, ctl.Addr().String())
 	if level == nil {
 		return ctl.Run(ctx)
@@ -188,11 +217,8 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 			cfg.Log.Error("renewed level CA", "err", err)
 		}
 	}
-	var wg sync.WaitGroup
 	wg.Go(func() { uplink.Run(ctx, up) })
-	err = ctl.Run(ctx)
-	wg.Wait()
-	return err
+	return ctl.Run(ctx)
 }
 
 // levelCA makes a level's identity its CA and stores it as its tree CA,

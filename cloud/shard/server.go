@@ -1,0 +1,311 @@
+package shard
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ote-edge/ote/cloud/tunnel"
+	"github.com/ote-edge/ote/cross/multicall"
+)
+
+// The files a shard process is started with, after stdin, stdout and
+// stderr.
+const (
+	fdSocket  = 3 // its UDP socket of the tunnel's port
+	fdChannel = 4 // its channel to the Pool
+)
+
+// Main is `ote-cloud tunnel-shard`, which a Pool starts: it takes its
+// socket and channel as files 3 and 4, and holds its children's
+// connections until the Pool closes the channel.
+func Main(ctx context.Context, args []string) error {
+	fs := multicall.FlagSet("tunnel-shard", os.Stderr)
+	if err := multicall.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	return Serve(ctx, os.NewFile(fdSocket, "udp"), os.NewFile(fdChannel, "channel"), os.Stderr)
+}
+
+// Serve is a shard's process: on udp, a socket of the tunnel's port, it
+// holds the connections of its share of the children and relays their
+// control streams to the Pool over channel. It logs to stderr. It
+// returns when the Pool closes the channel, or when ctx ends, once it
+// has closed the connections left.
+func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) error {
+	uc, err := net.FilePacketConn(udp)
+	udp.Close()
+	if err != nil {
+		channelFile.Close()
+		return fmt.Errorf("tunnel shard: socket: %w", err)
+	}
+	sock, ok := uc.(*net.UDPConn)
+	if !ok {
+		uc.Close()
+		channelFile.Close()
+		return fmt.Errorf("tunnel shard: file %d is a %T, not a UDP socket", fdSocket, uc)
+	}
+	conn, err := fileConn(channelFile)
+	if err != nil {
+		sock.Close()
+		return fmt.Errorf("tunnel shard: channel: %w", err)
+	}
+	defer conn.Close()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	kind, _, payload, err := readFrame(r)
+	var su setup
+	if err == nil && kind != kindSetup {
+		err = fmt.Errorf("the first frame is %q, not a setup", kind)
+	}
+	if err == nil {
+		err = json.Unmarshal(payload, &su)
+	}
+	if err != nil {
+		sock.Close()
+		return fmt.Errorf("tunnel shard: setup: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("shard", su.Shard)
+	if su.MemoryLimit > 0 {
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(su.MemoryLimit)
+	}
+	s := &server{ch: channel{conn}, log: log, relays: map[uint32]*relay{}}
+	if err := s.setCertificate(su.Certificate); err != nil {
+		sock.Close()
+		return fmt.Errorf("tunnel shard: %w", err)
+	}
+	root, err := x509.ParseCertificate(su.Root)
+	if err != nil {
+		sock.Close()
+		return fmt.Errorf("tunnel shard: root CA: %w", err)
+	}
+	tlsConf := tunnel.ServerTLS(tls.Certificate{}, root)
+	tlsConf.Certificates = nil
+	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
+	ln, err := tunnel.ListenOn(sock, tlsConf, tunnel.ListenConfig{
+		ResetKey: su.ResetKey, MaxHandshakes: su.MaxHandshakes, KeepAlive: su.KeepAlive,
+		Shards: su.Shards, Shard: su.Shard,
+	})
+	if err != nil {
+		return fmt.Errorf("tunnel shard %d: %w", su.Shard, err)
+	}
+	defer ln.Close()
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		s.receive(r)
+		stop()
+	}()
+	var wg sync.WaitGroup
+	for {
+		qc, err := ln.Accept(ctx)
+		if err != nil {
+			break
+		}
+		wg.Go(func() { s.relay(qc) })
+	}
+	// The Pool is gone, or going: what it did not close goes as a
+	// parent's shutdown.
+	s.mu.Lock()
+	s.stopped = true
+	for _, rl := range s.relays {
+		rl.stream.end(&quic.ApplicationError{ErrorCode: tunnel.CloseShutdown, ErrorMessage: "parent shutting down"})
+	}
+	s.mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+// server is a shard's process.
+type server struct {
+	ch   channel
+	log  *slog.Logger
+	cert atomic.Pointer[tls.Certificate]
+
+	mu      sync.Mutex
+	next    uint32
+	relays  map[uint32]*relay
+	stopped bool
+}
+
+// relay is a child's connection that this shard holds.
+type relay struct {
+	conn   *quic.Conn
+	stream *stream
+}
+
+func (s *server) setCertificate(c certificate) error {
+	cert, err := c.tls()
+	if err != nil {
+		return err
+	}
+	s.cert.Store(cert)
+	return nil
+}
+
+// receive serves the Pool's side of the channel until it closes.
+func (s *server) receive(r io.Reader) {
+	for {
+		kind, id, payload, err := readFrame(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("channel", "err", err)
+			}
+			return
+		}
+		if kind == kindCertificate {
+			var c certificate
+			if err := json.Unmarshal(payload, &c); err == nil {
+				err = s.setCertificate(c)
+			}
+			if err != nil {
+				s.log.Error("new certificate", "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		rl := s.relays[id]
+		s.mu.Unlock()
+		if rl == nil {
+			continue // its connection ended here already
+		}
+		switch kind {
+		case kindData:
+			rl.stream.push(payload)
+		case kindFin:
+			rl.stream.end(io.EOF)
+		case kindCredit:
+			rl.stream.grant(payload)
+		case kindClose:
+			code, reason, err := parseClose(payload)
+			if err != nil {
+				code, reason = uint64(tunnel.CloseProtocol), err.Error()
+			}
+			rl.stream.end(&quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(code), ErrorMessage: reason})
+		}
+	}
+}
+
+// relay hands a child's connection to the Pool and relays its control
+// stream until the connection ends.
+func (s *server) relay(conn *quic.Conn) {
+	actx, cancel := context.WithTimeout(conn.Context(), 15*time.Second)
+	str, err := conn.AcceptStream(actx)
+	cancel()
+	if err != nil {
+		conn.CloseWithError(tunnel.CloseProtocol, "no control stream")
+		return
+	}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		conn.CloseWithError(tunnel.CloseShutdown, "parent shutting down")
+		return
+	}
+	s.next++
+	id := s.next
+	rl := &relay{conn: conn, stream: newStream(s.ch, id)}
+	s.relays[id] = rl
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.relays, id)
+		s.mu.Unlock()
+	}()
+	state := conn.ConnectionState().TLS
+	o := &open{ALPN: state.NegotiatedProtocol, Remote: conn.RemoteAddr().String()}
+	for _, c := range state.PeerCertificates {
+		o.Peers = append(o.Peers, c.Raw)
+	}
+	if err := s.ch.sendJSON(kindOpen, id, o); err != nil {
+		conn.CloseWithError(tunnel.CloseShutdown, "parent shutting down")
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		rl.down(str)
+		close(done)
+	}()
+	rl.up(str, s.ch, id)
+	<-done
+}
+
+// up copies the child's control stream to the Pool, and then tells it
+// how the connection ended.
+func (rl *relay) up(str *quic.Stream, ch channel, id uint32) {
+	conn := rl.conn
+	buf := make([]byte, 512)
+	var err error
+	for {
+		var n int
+		n, err = str.Read(buf)
+		if n > 0 {
+			if _, werr := rl.stream.Write(buf[:n]); werr != nil {
+				break // the Pool closed the connection, or is gone
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			rl.stream.Close()
+			<-conn.Context().Done()
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	if conn.Context().Err() == nil {
+		// The stream ended and the connection did not.
+		conn.CloseWithError(tunnel.CloseProtocol, fmt.Sprintf("control stream: %v", err))
+	}
+	cause := context.Cause(conn.Context())
+	var code uint64
+	if ae, ok := errors.AsType[*quic.ApplicationError](cause); ok {
+		code = uint64(ae.ErrorCode)
+	}
+	ch.send(kindClose, id, closePayload(code, cause.Error()))
+	rl.stream.end(cause) // down stops
+}
+
+// down copies what the Pool sends to the child's control stream, and
+// closes the connection as the Pool says.
+func (rl *relay) down(str *quic.Stream) {
+	for {
+		b, err := rl.stream.next()
+		if len(b) > 0 {
+			str.Write(b) // a failure ends the connection, which up reports
+		}
+		if errors.Is(err, io.EOF) {
+			str.Close()
+			// Wait for the end of the connection.
+			for errors.Is(err, io.EOF) {
+				<-rl.stream.readable
+				_, err = rl.stream.next()
+			}
+		}
+		if err != nil {
+			var ae *quic.ApplicationError
+			if !errors.As(err, &ae) {
+				ae = &quic.ApplicationError{ErrorCode: tunnel.CloseShutdown, ErrorMessage: "parent shutting down"}
+			}
+			rl.conn.CloseWithError(ae.ErrorCode, ae.ErrorMessage)
+			return
+		}
+	}
+}
