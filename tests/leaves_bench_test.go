@@ -35,8 +35,8 @@ import (
 // this test binary (default one per 50,000 leaves), each with its share
 // of the leaves over one UDP socket (quic.Transport); see
 // startLeafWorkers for why more than one. It reports the controller's
-// resident memory per leaf (ote-cloud alone; the API server is a
-// separate process) and the time to connect them all.
+// resident memory per leaf (ote-cloud and its tunnel shards, if any; the
+// API server is a separate process) and the time to connect them all.
 // With OTE_PROFILE_DIR set it saves there the controller's heap and
 // goroutine profiles at the end, a CPU profile of the first five seconds
 // of connecting, the controller's log as it goes, and each load
@@ -50,6 +50,10 @@ import (
 // while connecting and holding, and its live heap per leaf after a
 // collection of its own at the end (under a bound, its resident set
 // grows towards the bound).
+// OTE_CONTROLLER_SHARDS=3 holds the leaves' tunnels in that many shard
+// processes (--tunnel-shards), each bound, with OTE_SHARD_MEMORY_LIMIT,
+// by --shard-memory-limit; the controller's figures (collections, live
+// heap, profiles) are then its own process's.
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
@@ -80,6 +84,13 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	if v := os.Getenv("OTE_CONTROLLER_MEMORY_LIMIT"); v != "" {
 		args = append(args, "--memory-limit", v)
+	}
+	shards, _ := strconv.Atoi(os.Getenv("OTE_CONTROLLER_SHARDS"))
+	if shards > 1 {
+		args = append(args, "--tunnel-shards", strconv.Itoa(shards))
+		if v := os.Getenv("OTE_SHARD_MEMORY_LIMIT"); v != "" {
+			args = append(args, "--shard-memory-limit", v)
+		}
 	}
 	c := startCloud(b, args...)
 	rc, _ := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
@@ -159,8 +170,16 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	ws := startLeafWorkers(b, leafWorkerConfig{Kubeconfig: c.kubeconfig, Tunnel: c.tunnel, From: 0, To: leaves,
 		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir}, procs)
-	before := processRSS(b, c.cmd.Process.Pid)
-	procsOf := map[string][]int{"controller": {c.cmd.Process.Pid}, "apiserver": {firstChild(b, c.cmd.Process.Pid)}, "loadgen": ws.pids()}
+	if shards < 2 {
+		shards = 0
+	}
+	apiserver, shardPIDs := childrenOf(b, c.cmd.Process.Pid, shards)
+	controllerPIDs := append([]int{c.cmd.Process.Pid}, shardPIDs...)
+	before := sumRSS(b, controllerPIDs)
+	procsOf := map[string][]int{"controller": {c.cmd.Process.Pid}, "apiserver": {apiserver}, "loadgen": ws.pids()}
+	if len(shardPIDs) > 0 {
+		procsOf["shards"] = shardPIDs
+	}
 	cpuBefore := cpuOf(b, procsOf)
 	_, serverPort, _ := net.SplitHostPort(c.tunnel)
 	ports := append([]string{serverPort}, ws.ports()...)
@@ -218,7 +237,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	report(settled.Seconds(), "s-to-status")
 	report(statusWrites(ctx, b, kc)/float64(total.Dials), "status-writes/dial")
 	time.Sleep(5 * time.Second) // let GC settle
-	after := processRSS(b, c.cmd.Process.Pid)
+	after := sumRSS(b, controllerPIDs)
 	loadRSS := sumRSS(b, ws.pids())
 	cpuConnected := cpuOf(b, procsOf)
 	gcsConnected := memStat(b, profiling, "NumGC", false)
@@ -425,6 +444,36 @@ func sumRSS(b *testing.B, pids []int) int64 {
 		sum += processRSS(b, pid)
 	}
 	return sum
+}
+
+// childrenOf finds the controller's API server and its shards'
+// processes, as many as it starts.
+func childrenOf(b *testing.B, pid, shards int) (apiserver int, shardPIDs []int) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		apiserver, shardPIDs = 0, nil
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, f := range tasks {
+			list, _ := os.ReadFile(f)
+			for _, field := range strings.Fields(string(list)) {
+				child, _ := strconv.Atoi(field)
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+				switch {
+				case strings.Contains(string(cmdline), "tunnel-shard"):
+					shardPIDs = append(shardPIDs, child)
+				case strings.Contains(string(cmdline), "apiserver"):
+					apiserver = child
+				}
+			}
+		}
+		if apiserver != 0 && len(shardPIDs) == shards {
+			return apiserver, shardPIDs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("pid %d: API server %d and %d shards, want %d", pid, apiserver, len(shardPIDs), shards)
+	return 0, nil
 }
 
 // cpuOf is the CPU time (user and system) each named group of processes
