@@ -215,7 +215,7 @@ func (p *Pool) run(i int) error {
 	if err != nil {
 		return err
 	}
-	ch := channel{conn}
+	ch := newChannel(conn)
 	defer conn.Close()
 	p.mu.Lock()
 	files := p.files

@@ -85,7 +85,7 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(su.MemoryLimit)
 	}
-	s := &server{ch: channel{conn}, log: log, relays: map[uint32]*relay{}}
+	s := &server{ch: newChannel(conn), log: log, relays: map[uint32]*relay{}}
 	if err := s.setCertificate(su.Certificate); err != nil {
 		sock.Close()
 		return fmt.Errorf("tunnel shard: %w", err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -123,10 +124,17 @@ type open struct {
 
 // channel is one side of a shard's channel: frames from many goroutines,
 // each written whole.
-type channel struct{ c net.Conn }
+type channel struct {
+	c  net.Conn
+	mu *sync.Mutex
+}
+
+func newChannel(c net.Conn) channel { return channel{c: c, mu: new(sync.Mutex)} }
 
 func (ch channel) send(kind byte, id uint32, payload []byte) error {
 	bufs := net.Buffers{header(kind, id, len(payload)), payload}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
 	_, err := bufs.WriteTo(ch.c)
 	return err
 }

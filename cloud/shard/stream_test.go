@@ -1,0 +1,113 @@
+package shard
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pipeStreams joins two ends of one stream over an in-memory channel,
+// each side's frames dispatched as the Pool and a shard do.
+func pipeStreams(t *testing.T) (a, b *stream, received func() int) {
+	ca, cb := net.Pipe()
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	a, b = newStream(newChannel(ca), 1), newStream(newChannel(cb), 1)
+	got := make(chan int, 1)
+	got <- 0
+	dispatch := func(c net.Conn, s *stream, count bool) {
+		for {
+			kind, _, payload, err := readFrame(c)
+			if err != nil {
+				s.end(err)
+				return
+			}
+			switch kind {
+			case kindData:
+				if count {
+					got <- <-got + len(payload)
+				}
+				s.push(payload)
+			case kindFin:
+				s.end(io.EOF)
+			case kindCredit:
+				s.grant(payload)
+			}
+		}
+	}
+	go dispatch(ca, a, false)
+	go dispatch(cb, b, true)
+	return a, b, func() int {
+		n := <-got
+		got <- n
+		return n
+	}
+}
+
+// A writer sends no more than the window ahead of the reader, and all of
+// it arrives, in order, once the reader reads.
+func TestStreamWindow(t *testing.T) {
+	a, b, received := pipeStreams(t)
+	want := make([]byte, 5*window+123)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := a.Write(want)
+		wrote <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if n := received(); n != window {
+		t.Fatalf("%d bytes sent to a reader that read none, want the window, %d", n, window)
+	}
+	select {
+	case err := <-wrote:
+		t.Fatalf("the write of %d bytes ended (%v) before the reader read", len(want), err)
+	default:
+	}
+	got, err := io.ReadAll(io.LimitReader(b, int64(len(want))))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (%v), equal: %v; want %d", len(got), err, bytes.Equal(got, want), len(want))
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A read waits no longer than its deadline, and the stream goes on; a fin
+// ends the reads with io.EOF, and the connection's end after it, with its
+// own error.
+func TestStreamDeadlineAndEnds(t *testing.T) {
+	a, b, _ := pipeStreams(t)
+	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 16)
+	if _, err := b.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a read past its deadline: %v", err)
+	}
+	b.SetReadDeadline(time.Time{})
+	if _, err := a.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, err := a.Write([]byte("more")); err == nil {
+		t.Error("a write after Close succeeded")
+	}
+	if n, err := b.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if _, err := b.Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the fin: %v, want io.EOF", err)
+	}
+	gone := errors.New("connection gone")
+	b.end(gone)
+	if _, err := b.Read(buf); !errors.Is(err, gone) {
+		t.Fatalf("after the connection's end: %v, want its error", err)
+	}
+	if _, err := b.Write([]byte("x")); !errors.Is(err, gone) {
+		t.Fatalf("a write after the connection's end: %v, want its error", err)
+	}
+}
