@@ -39,7 +39,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.PingChildren, "ping-children", tunnel.ParentKeepAlive, "how often this level pings a child that has been silent, so that the child need not (0: never; the children ping); a child pings at half its lostAfter, later than the default for a box's default of 30s: raise it for children with a longer lostAfter, to spare metered links")
 	fs.IntVar(&cfg.TunnelShards, "tunnel-shards", 1, fmt.Sprintf("hold the children's tunnels in `N` processes (2 to %d) that share the tunnel's UDP port, each with a heap and garbage collections of its own; this process keeps the level's state and serves every child through them (Linux)", shard.MaxShards))
 	var shardMemoryLimit memoryLimitFlag
-	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process")
+	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process; shard i's bound is SIZE less i/(4N) of it, so that shards that grow alike do not collect at once")
 	var memoryLimit memoryLimitFlag
 	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
