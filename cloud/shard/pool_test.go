@@ -435,3 +435,14 @@ func TestPoolRelaysChildren(t *testing.T) {
 		}
 	}
 }
+
+// Shards' memory bounds are spread below the limit, over a quarter of it.
+func TestShardMemoryLimits(t *testing.T) {
+	var got []int64
+	for i := range 4 {
+		got = append(got, shardMemoryLimit(1600, i, 4))
+	}
+	if want := []int64{1600, 1500, 1400, 1300}; !slices.Equal(got, want) {
+		t.Errorf("bounds %v, want %v", got, want)
+	}
+}

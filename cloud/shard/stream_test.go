@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"testing"
 	"time"
 )
@@ -110,16 +109,5 @@ func TestStreamDeadlineAndEnds(t *testing.T) {
 	}
 	if _, err := b.Write([]byte("x")); !errors.Is(err, gone) {
 		t.Fatalf("a write after the connection's end: %v, want its error", err)
-	}
-}
-
-// Shards' memory bounds are spread below the limit, over a quarter of it.
-func TestShardMemoryLimits(t *testing.T) {
-	var got []int64
-	for i := range 4 {
-		got = append(got, shardMemoryLimit(1600, i, 4))
-	}
-	if want := []int64{1600, 1500, 1400, 1300}; !slices.Equal(got, want) {
-		t.Errorf("bounds %v, want %v", got, want)
 	}
 }
