@@ -172,7 +172,8 @@ func (s *server) receive(r io.Reader) {
 		}
 		if kind == kindCertificate {
 			var c certificate
-			if err := json.Unmarshal(payload, &c); err == nil {
+			err := json.Unmarshal(payload, &c)
+			if err == nil {
 				err = s.setCertificate(c)
 			}
 			if err != nil {
