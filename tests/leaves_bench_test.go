@@ -453,18 +453,13 @@ func childrenOf(b *testing.B, pid, shards int) (apiserver int, shardPIDs []int) 
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		apiserver, shardPIDs = 0, nil
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-		for _, f := range tasks {
-			list, _ := os.ReadFile(f)
-			for _, field := range strings.Fields(string(list)) {
-				child, _ := strconv.Atoi(field)
-				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
-				switch {
-				case strings.Contains(string(cmdline), "tunnel-shard"):
-					shardPIDs = append(shardPIDs, child)
-				case strings.Contains(string(cmdline), "apiserver"):
-					apiserver = child
-				}
+		for _, child := range childPIDs(pid) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+			switch {
+			case strings.Contains(string(cmdline), "tunnel-shard"):
+				shardPIDs = append(shardPIDs, child)
+			case strings.Contains(string(cmdline), "apiserver"):
+				apiserver = child
 			}
 		}
 		if apiserver != 0 && len(shardPIDs) == shards {

@@ -101,24 +101,32 @@ func TestInitAsPID1(t *testing.T) {
 }
 
 // firstChild waits up to five seconds for a child of pid (of any of its
-// threads) and returns the first: the ote init that unshare forked, or the
-// API server ote-cloud runs.
+// threads) and returns the first: the ote init that unshare forked.
 func firstChild(t testing.TB, pid int) int {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-		for _, f := range tasks {
-			b, _ := os.ReadFile(f)
-			if f := strings.Fields(string(b)); len(f) > 0 {
-				child, _ := strconv.Atoi(f[0])
-				return child
-			}
+		if children := childPIDs(pid); len(children) > 0 {
+			return children[0]
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("pid %d has no child", pid)
 	return 0
+}
+
+// childPIDs is the children of pid, of all its threads.
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(b)) {
+			child, _ := strconv.Atoi(field)
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 func copyFile(t *testing.T, from, to string) {

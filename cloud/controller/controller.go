@@ -197,15 +197,12 @@ func Listen(cfg Config) (*Controller, error) {
 // quicTunnel is a Tunnel on a QUIC listener in this process.
 type quicTunnel struct {
 	*tunnel.Listener
-	cert atomic.Pointer[tls.Certificate]
+	cert tunnel.ServerCert
 }
 
 func listenQUIC(cfg Config) (*quicTunnel, error) {
 	t := &quicTunnel{}
-	tlsConf := tunnel.ServerTLS(tls.Certificate{}, cfg.CA.Root)
-	tlsConf.Certificates = nil
-	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.cert.Load(), nil }
-	ln, err := tunnel.Listen(cfg.Listen, tlsConf, tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren})
+	ln, err := tunnel.Listen(cfg.Listen, t.cert.TLS(cfg.CA.Root), tunnel.ListenConfig{ResetKey: cfg.ResetKey, MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -221,7 +218,7 @@ func (t *quicTunnel) Accept(ctx context.Context) (tunnel.Conn, error) {
 	return tunnel.QUICConn(conn), nil
 }
 
-func (t *quicTunnel) SetCertificate(cert *tls.Certificate) { t.cert.Store(cert) }
+func (t *quicTunnel) SetCertificate(cert *tls.Certificate) { t.cert.Set(cert) }
 
 // SetCA makes ca the CA this level signs with: at start, and when a
 // level's own certificate (its intermediate CA) is renewed. The tree's

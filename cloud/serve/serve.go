@@ -166,6 +166,10 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ccfg := controller.Config{
+		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, PingChildren: cfg.PingChildren, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
+		CertValidity: cfg.CertValidity,
+	}
 	var pool *shard.Pool
 	if cfg.TunnelShards > 1 {
 		pool, err = shard.Listen(shard.Config{
@@ -175,12 +179,6 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 		if err != nil {
 			return err
 		}
-	}
-	ccfg := controller.Config{
-		Listen: cfg.Listen, Name: cfg.Name, CA: ca, ResetKey: resetKey, MaxHandshakes: cfg.MaxHandshakes, PingChildren: cfg.PingChildren, Tokens: tokens, Dynamic: dyn, Log: cfg.Log,
-		CertValidity: cfg.CertValidity,
-	}
-	if pool != nil {
 		ccfg.Tunnel = pool
 	}
 	ctl, err := controller.Listen(ccfg)

@@ -116,9 +116,17 @@ func (p *Pool) Addr() net.Addr { return p.addr }
 
 // Run keeps the shards running until ctx ends or Close.
 func (p *Pool) Run(ctx context.Context) error {
-	for i := range p.cfg.Shards {
-		p.shards.Go(func() { p.keep(ctx, i) })
+	p.mu.Lock()
+	select {
+	case <-p.stop:
+		p.mu.Unlock()
+		return nil // closed already
+	default:
 	}
+	for i := range p.cfg.Shards {
+		p.shards.Go(func() { p.keep(i) })
+	}
+	p.mu.Unlock()
 	select {
 	case <-ctx.Done():
 		p.Close()
@@ -127,10 +135,12 @@ func (p *Pool) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the shards, which close the connections left after a grace
-// period, and waits for them.
+// Close stops the shards, which close the connections left as a
+// parent's shutdown, and waits for them.
 func (p *Pool) Close() error {
+	p.mu.Lock()
 	p.stopOnce.Do(func() { close(p.stop) })
+	p.mu.Unlock()
 	p.shards.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -185,7 +195,7 @@ func shardMemoryLimit(limit int64, i, n int) int64 {
 }
 
 // keep runs shard i, again and again, until the Pool stops.
-func (p *Pool) keep(ctx context.Context, i int) {
+func (p *Pool) keep(i int) {
 	select {
 	case <-p.certReady:
 	case <-p.stop:
@@ -204,17 +214,11 @@ func (p *Pool) keep(ctx context.Context, i int) {
 			b.Reset()
 		}
 		p.cfg.Log.Error("tunnel shard exited; its children reconnect once it is back", "shard", i, "err", err)
-		stopCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-p.stop:
-				cancel()
-			case <-stopCtx.Done():
-			}
-		}()
-		err = b.Wait(stopCtx)
-		cancel()
-		if err != nil {
+		wait := time.NewTimer(b.Next())
+		select {
+		case <-wait.C:
+		case <-p.stop:
+			wait.Stop()
 			return
 		}
 	}
@@ -229,15 +233,9 @@ func (p *Pool) run(i int) error {
 	}
 	ch := newChannel(conn)
 	defer conn.Close()
-	p.mu.Lock()
-	files := p.files
-	p.mu.Unlock()
-	if files == nil {
-		peer.Close()
-		return net.ErrClosed
-	}
 	cmd := p.cfg.Command(i)
-	cmd.ExtraFiles = []*os.File{files[i], peer} // fdSocket, fdChannel
+	// Close closes the files only once every shard has stopped.
+	cmd.ExtraFiles = []*os.File{p.files[i], peer} // fdSocket, fdChannel
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
@@ -326,7 +324,7 @@ func (p *Pool) receive(i int, ch channel) {
 			c, err := newRelayed(ch, id, &o)
 			if err != nil {
 				p.cfg.Log.Warn("tunnel shard: a child's connection", "shard", i, "err", err)
-				ch.send(kindClose, id, closePayload(uint64(tunnel.CloseProtocol), err.Error()))
+				newStream(ch, id).sendClose(uint64(tunnel.CloseProtocol), err.Error())
 				continue
 			}
 			c.forget = func() { forget(id) }
@@ -343,17 +341,10 @@ func (p *Pool) receive(i int, ch channel) {
 		mu.Lock()
 		c := conns[id]
 		mu.Unlock()
-		if c == nil {
-			continue // closed here already
+		if c == nil || c.deliver(kind, payload) {
+			continue // closed here already, or delivered
 		}
-		switch kind {
-		case kindData:
-			c.push(payload)
-		case kindFin:
-			c.end(io.EOF)
-		case kindCredit:
-			c.grant(payload)
-		case kindClose:
+		if kind == kindClose {
 			forget(id)
 			c.ended(closedAt(payload))
 		}

@@ -89,5 +89,5 @@ func (r *relayed) CloseWithError(code quic.ApplicationErrorCode, reason string) 
 	err := &quic.ApplicationError{ErrorCode: code, ErrorMessage: reason}
 	r.ended(err)
 	r.forget()
-	return r.ch.send(kindClose, r.id, closePayload(uint64(code), reason))
+	return r.sendClose(uint64(code), reason)
 }

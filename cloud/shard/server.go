@@ -3,7 +3,6 @@ package shard
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -47,39 +45,17 @@ func Main(ctx context.Context, args []string) error {
 // returns when the Pool closes the channel, or when ctx ends, once it
 // has closed the connections left.
 func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) error {
-	uc, err := net.FilePacketConn(udp)
-	udp.Close()
-	if err != nil {
-		channelFile.Close()
-		return fmt.Errorf("tunnel shard: socket: %w", err)
-	}
-	sock, ok := uc.(*net.UDPConn)
-	if !ok {
-		uc.Close()
-		channelFile.Close()
-		return fmt.Errorf("tunnel shard: file %d is a %T, not a UDP socket", fdSocket, uc)
-	}
+	defer udp.Close() // the socket goes on in its copy
 	conn, err := fileConn(channelFile)
 	if err != nil {
-		sock.Close()
 		return fmt.Errorf("tunnel shard: channel: %w", err)
 	}
 	defer conn.Close()
 	r := bufio.NewReaderSize(conn, 64<<10)
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	kind, _, payload, err := readFrame(r)
-	var su setup
-	if err == nil && kind != kindSetup {
-		err = fmt.Errorf("the first frame is %q, not a setup", kind)
-	}
-	if err == nil {
-		err = json.Unmarshal(payload, &su)
-	}
+	su, err := readSetup(conn, r)
 	if err != nil {
-		sock.Close()
 		return fmt.Errorf("tunnel shard: setup: %w", err)
 	}
-	conn.SetReadDeadline(time.Time{})
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("shard", su.Shard)
 	if su.MemoryLimit > 0 {
 		debug.SetGCPercent(-1)
@@ -87,18 +63,22 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 	}
 	s := &server{ch: newChannel(conn), log: log, relays: map[uint32]*relay{}}
 	if err := s.setCertificate(su.Certificate); err != nil {
-		sock.Close()
 		return fmt.Errorf("tunnel shard: %w", err)
 	}
 	root, err := x509.ParseCertificate(su.Root)
 	if err != nil {
-		sock.Close()
 		return fmt.Errorf("tunnel shard: root CA: %w", err)
 	}
-	tlsConf := tunnel.ServerTLS(tls.Certificate{}, root)
-	tlsConf.Certificates = nil
-	tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
-	ln, err := tunnel.ListenOn(sock, tlsConf, tunnel.ListenConfig{
+	uc, err := net.FilePacketConn(udp)
+	if err != nil {
+		return fmt.Errorf("tunnel shard: socket: %w", err)
+	}
+	sock, ok := uc.(*net.UDPConn)
+	if !ok {
+		uc.Close()
+		return fmt.Errorf("tunnel shard: file %d is a %T, not a UDP socket", fdSocket, uc)
+	}
+	ln, err := tunnel.ListenOn(sock, s.cert.TLS(root), tunnel.ListenConfig{
 		ResetKey: su.ResetKey, MaxHandshakes: su.MaxHandshakes, KeepAlive: su.KeepAlive,
 		Shards: su.Shards, Shard: su.Shard,
 	})
@@ -133,11 +113,30 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 	return nil
 }
 
+// readSetup reads the Pool's first frame, the shard's setup, from r, its
+// buffered reader of conn.
+func readSetup(conn net.Conn, r io.Reader) (*setup, error) {
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetReadDeadline(time.Time{})
+	kind, _, payload, err := readFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	if kind != kindSetup {
+		return nil, fmt.Errorf("the first frame is %q, not a setup", kind)
+	}
+	var su setup
+	if err := json.Unmarshal(payload, &su); err != nil {
+		return nil, err
+	}
+	return &su, nil
+}
+
 // server is a shard's process.
 type server struct {
 	ch   channel
 	log  *slog.Logger
-	cert atomic.Pointer[tls.Certificate]
+	cert tunnel.ServerCert
 
 	mu      sync.Mutex
 	next    uint32
@@ -156,7 +155,7 @@ func (s *server) setCertificate(c certificate) error {
 	if err != nil {
 		return err
 	}
-	s.cert.Store(cert)
+	s.cert.Set(cert)
 	return nil
 }
 
@@ -184,17 +183,10 @@ func (s *server) receive(r io.Reader) {
 		s.mu.Lock()
 		rl := s.relays[id]
 		s.mu.Unlock()
-		if rl == nil {
-			continue // its connection ended here already
+		if rl == nil || rl.stream.deliver(kind, payload) {
+			continue // its connection ended here already, or delivered
 		}
-		switch kind {
-		case kindData:
-			rl.stream.push(payload)
-		case kindFin:
-			rl.stream.end(io.EOF)
-		case kindCredit:
-			rl.stream.grant(payload)
-		case kindClose:
+		if kind == kindClose {
 			code, reason, err := parseClose(payload)
 			if err != nil {
 				code, reason = uint64(tunnel.CloseProtocol), err.Error()
@@ -244,13 +236,13 @@ func (s *server) relay(conn *quic.Conn) {
 		rl.down(str)
 		close(done)
 	}()
-	rl.up(str, s.ch, id)
+	rl.up(str)
 	<-done
 }
 
 // up copies the child's control stream to the Pool, and then tells it
 // how the connection ended.
-func (rl *relay) up(str *quic.Stream, ch channel, id uint32) {
+func (rl *relay) up(str *quic.Stream) {
 	conn := rl.conn
 	buf := make([]byte, 512)
 	var err error
@@ -280,7 +272,7 @@ func (rl *relay) up(str *quic.Stream, ch channel, id uint32) {
 	if ae, ok := errors.AsType[*quic.ApplicationError](cause); ok {
 		code = uint64(ae.ErrorCode)
 	}
-	ch.send(kindClose, id, closePayload(code, cause.Error()))
+	rl.stream.sendClose(code, cause.Error())
 	rl.stream.end(cause) // down stops
 }
 

@@ -75,6 +75,29 @@ func (s *stream) end(err error) {
 	signal(s.writable)
 }
 
+// deliver takes a frame of the other side's about this stream: its data,
+// its fin or its credit. It reports false for any other kind, which the
+// caller handles.
+func (s *stream) deliver(kind byte, payload []byte) bool {
+	switch kind {
+	case kindData:
+		s.push(payload)
+	case kindFin:
+		s.end(io.EOF)
+	case kindCredit:
+		s.grant(payload)
+	default:
+		return false
+	}
+	return true
+}
+
+// sendClose tells the other side that the connection ended, with code and
+// reason.
+func (s *stream) sendClose(code uint64, reason string) error {
+	return s.ch.send(kindClose, s.id, closePayload(code, reason))
+}
+
 // grant adds credit from the other side.
 func (s *stream) grant(payload []byte) {
 	if len(payload) != 4 {

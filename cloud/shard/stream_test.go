@@ -25,17 +25,10 @@ func pipeStreams(t *testing.T) (a, b *stream, received func() int) {
 				s.end(err)
 				return
 			}
-			switch kind {
-			case kindData:
-				if count {
-					got <- <-got + len(payload)
-				}
-				s.push(payload)
-			case kindFin:
-				s.end(io.EOF)
-			case kindCredit:
-				s.grant(payload)
+			if count && kind == kindData {
+				got <- <-got + len(payload)
 			}
+			s.deliver(kind, payload)
 		}
 	}
 	go dispatch(ca, a, false)

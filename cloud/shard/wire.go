@@ -55,16 +55,12 @@ func readFrame(r io.Reader) (kind byte, id uint32, payload []byte, err error) {
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, 0, nil, noEOF(err)
+		if err == io.EOF { // a header without its payload
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, nil, err
 	}
 	return h[0], id, payload, nil
-}
-
-func noEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 func closePayload(code uint64, reason string) []byte {

@@ -234,6 +234,23 @@ func (l *Listener) Close() error {
 	return err
 }
 
+// ServerCert is a parent's certificate chain, which may change while it
+// serves: a level's own certificate, its CA, is renewed.
+type ServerCert struct {
+	chain atomic.Pointer[tls.Certificate]
+}
+
+// Set makes chain the one served from now on.
+func (c *ServerCert) Set(chain *tls.Certificate) { c.chain.Store(chain) }
+
+// TLS is ServerTLS, serving the chain last Set.
+func (c *ServerCert) TLS(ca *x509.Certificate) *tls.Config {
+	conf := ServerTLS(tls.Certificate{}, ca)
+	conf.Certificates = nil
+	conf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.chain.Load(), nil }
+	return conf
+}
+
 // ServerTLS is a parent's TLS: its certificate chain (leaf, then the tree
 // CA, which enrolling boxes pin) and the tree CA for client certificates.
 // Enrolling boxes have none yet; the parent requires one on ALPN.
