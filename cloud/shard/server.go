@@ -251,7 +251,10 @@ func (rl *relay) up(str *quic.Stream) {
 		n, err = str.Read(buf)
 		if n > 0 {
 			if _, werr := rl.stream.Write(buf[:n]); werr != nil {
-				break // the Pool closed the connection, or is gone
+				// The Pool closed the connection, or is gone: down
+				// closes it with the Pool's code.
+				<-conn.Context().Done()
+				break
 			}
 		}
 		if errors.Is(err, io.EOF) {
