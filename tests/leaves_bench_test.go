@@ -25,6 +25,7 @@ import (
 
 	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/crds"
+	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -38,7 +39,8 @@ import (
 // resident memory per leaf (ote-cloud and its tunnel shards, if any; the
 // API server is a separate process) and the time to connect them all.
 // With OTE_PROFILE_DIR set it saves there the controller's heap and
-// goroutine profiles at the end, a CPU profile of the first five seconds
+// goroutine profiles at the end (and each tunnel shard's heap), a CPU
+// profile of the first five seconds
 // of connecting, the controller's log as it goes, and each load
 // generator process's log, CPU profile and final heap.
 // OTE_LOST_AFTER sets the leaves' lostAfter (default 30s, a box's): the
@@ -53,7 +55,8 @@ import (
 // OTE_CONTROLLER_SHARDS=3 holds the leaves' tunnels in that many shard
 // processes (--tunnel-shards), each bound, with OTE_SHARD_MEMORY_LIMIT,
 // by --shard-memory-limit; the controller's figures (collections, live
-// heap, profiles) are then its own process's.
+// heap, profiles) are then its own process's, and the shards' live heap
+// per leaf is reported apart.
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
@@ -77,8 +80,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		lostAfter = v
 	}
 	profileDir := os.Getenv("OTE_PROFILE_DIR")
-	profiling := freeAddr(b)
-	args := []string{"--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiling}
+	profiles := freeAddr(b)
+	args := []string{"--data-dir", b.TempDir(), "--api-listen", freeAddr(b), "--profiling-listen", profiles}
 	if v := os.Getenv("OTE_PING_CHILDREN"); v != "" {
 		args = append(args, "--ping-children", v)
 	}
@@ -184,11 +187,11 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	_, serverPort, _ := net.SplitHostPort(c.tunnel)
 	ports := append([]string{serverPort}, ws.ports()...)
 	dropsBefore := udpDrops(b, ports...)
-	gcsBefore := memStat(b, profiling, "NumGC", false)
+	gcsBefore := memStat(b, profiles, "NumGC", false)
 
 	var profiled sync.WaitGroup
 	if profileDir != "" {
-		profiled.Go(func() { saveProfile(b, profiling, "profile?seconds=5", filepath.Join(profileDir, "connect-cpu.pprof")) })
+		profiled.Go(func() { saveProfile(b, profiles, "profile?seconds=5", filepath.Join(profileDir, "connect-cpu.pprof")) })
 	}
 	// A leaf that loses its tunnel while the others are still connecting
 	// dials again, as a box does, after its backoff's first step, so that
@@ -240,7 +243,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	after := sumRSS(b, controllerPIDs)
 	loadRSS := sumRSS(b, ws.pids())
 	cpuConnected := cpuOf(b, procsOf)
-	gcsConnected := memStat(b, profiling, "NumGC", false)
+	gcsConnected := memStat(b, profiles, "NumGC", false)
 	report(float64(gcsConnected-gcsBefore), "gc-connect-controller")
 	for name := range procsOf {
 		report((cpuConnected[name] - cpuBefore[name]).Seconds(), "cpu-s-connect-"+name)
@@ -248,7 +251,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	if hold, err := time.ParseDuration(os.Getenv("OTE_HOLD")); err == nil && hold > 0 {
 		if profileDir != "" {
 			profiled.Go(func() {
-				saveProfile(b, profiling, fmt.Sprintf("profile?seconds=%d", int(hold.Seconds())), filepath.Join(profileDir, "hold-cpu.pprof"))
+				saveProfile(b, profiles, fmt.Sprintf("profile?seconds=%d", int(hold.Seconds())), filepath.Join(profileDir, "hold-cpu.pprof"))
 			})
 		}
 		if spec := os.Getenv("OTE_STALL"); spec != "" {
@@ -260,7 +263,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		for name := range procsOf {
 			report(float64(cpuHeld[name]-cpuConnected[name])/float64(hold), "cpu-hold-"+name)
 		}
-		report(float64(memStat(b, profiling, "NumGC", false)-gcsConnected), "gc-hold-controller")
+		report(float64(memStat(b, profiles, "NumGC", false)-gcsConnected), "gc-hold-controller")
 	}
 	drops := udpDrops(b, ports...)
 	report(float64(drops[0]-dropsBefore[0]), "udp-drops-controller")
@@ -311,16 +314,26 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		}
 	}
 	if profileDir != "" {
-		saveProfile(b, profiling, "heap", filepath.Join(profileDir, "heap.pprof"))
-		saveProfile(b, profiling, "goroutine", filepath.Join(profileDir, "goroutine.pprof"))
-		saveProfile(b, profiling, "heap?debug=1", filepath.Join(profileDir, "memstats.txt"))
+		saveProfile(b, profiles, "heap", filepath.Join(profileDir, "heap.pprof"))
+		saveProfile(b, profiles, "goroutine", filepath.Join(profileDir, "goroutine.pprof"))
+		saveProfile(b, profiles, "heap?debug=1", filepath.Join(profileDir, "memstats.txt"))
+		for i := range shards {
+			saveProfile(b, profiling.Beside(profiles, i+1), "heap", filepath.Join(profileDir, fmt.Sprintf("shard-%d-heap.pprof", i)))
+		}
 	}
 	report(float64(total.Held), "leaves")
 	report(float64(after-before)/float64(leaves)/1024, "KiB/leaf")
 	// Under --memory-limit the resident set grows towards the bound; what
 	// the leaves keep is the heap left after a collection, forced here,
 	// once their count is taken.
-	report(float64(memStat(b, profiling, "HeapAlloc", true))/float64(leaves)/1024, "live-KiB/leaf")
+	report(float64(memStat(b, profiles, "HeapAlloc", true))/float64(leaves)/1024, "live-KiB/leaf")
+	if shards > 1 {
+		var live int64
+		for i := range shards {
+			live += memStat(b, profiling.Beside(profiles, i+1), "HeapAlloc", true)
+		}
+		report(float64(live)/float64(leaves)/1024, "shards-live-KiB/leaf")
+	}
 	report(float64(heapLive)/float64(leaves)/1024, "loadgen-live-KiB/leaf")
 	report(connected.Seconds(), "s-to-connect")
 	report(float64(total.Retries), "retries")

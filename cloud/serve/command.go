@@ -42,7 +42,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process; shard i's bound is SIZE less i/(4N) of it, so that shards that grow alike do not collect at once")
 	var memoryLimit memoryLimitFlag
 	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
-	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR` (off by default; keep it on loopback)")
+	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR`, and tunnel shard i's on the port i+1 above it (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
 	}

@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +41,7 @@ import (
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cloud/uplink"
@@ -91,7 +91,8 @@ type Config struct {
 	// ShardMemoryLimit, if set, bounds each one's memory.
 	TunnelShards     int
 	ShardMemoryLimit int64
-	// ProfilingListen, when set, serves net/http/pprof there.
+	// ProfilingListen, when set, serves net/http/pprof there; tunnel
+	// shard i serves its own on the port i+1 above.
 	ProfilingListen string
 	Log             *slog.Logger
 	Console         io.Writer // the API server's output; nil discards
@@ -106,7 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ProfilingListen != "" {
-		stop, err := serveProfiles(ctx, cfg.ProfilingListen)
+		stop, err := profiling.Serve(ctx, cfg.ProfilingListen)
 		if err != nil {
 			return err
 		}
@@ -174,7 +175,8 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	if cfg.TunnelShards > 1 {
 		pool, err = shard.Listen(shard.Config{
 			Listen: cfg.Listen, Shards: cfg.TunnelShards, Root: ca.Root, ResetKey: resetKey,
-			MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren, MemoryLimit: cfg.ShardMemoryLimit, Log: cfg.Log,
+			MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren, MemoryLimit: cfg.ShardMemoryLimit,
+			ProfilingListen: cfg.ProfilingListen, Log: cfg.Log,
 		})
 		if err != nil {
 			return err
@@ -502,19 +504,4 @@ func writeKubeconfig(path, server string, c certFiles) error {
 		return err
 	}
 	return pki.WriteFileAtomic(path, b, 0o600)
-}
-
-// serveProfiles serves Go's runtime profiles on addr until stop.
-func serveProfiles(ctx context.Context, addr string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("profiling listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	go srv.Serve(ln)
-	return func() { srv.Close() }, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ote-edge/ote/appliance/backoff"
+	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -38,7 +39,10 @@ type Config struct {
 	// executable's tunnel-shard command. Its Stderr, if nil, is this
 	// process's.
 	Command func(shard int) *exec.Cmd
-	Log     *slog.Logger
+	// ProfilingListen, if set, is the controller's profiling address:
+	// shard i serves its own profiles on the port i+1 above it.
+	ProfilingListen string
+	Log             *slog.Logger
 }
 
 // Pool is the controller's side of a sharded tunnel: it binds the port,
@@ -253,6 +257,9 @@ func (p *Pool) run(i int) error {
 		MaxHandshakes: (p.cfg.MaxHandshakes + p.cfg.Shards - 1) / p.cfg.Shards,
 		KeepAlive:     p.cfg.KeepAlive, MemoryLimit: shardMemoryLimit(p.cfg.MemoryLimit, i, p.cfg.Shards),
 		Root: p.cfg.Root.Raw, Certificate: *p.cert,
+	}
+	if p.cfg.ProfilingListen != "" {
+		su.Profiling = profiling.Beside(p.cfg.ProfilingListen, i+1)
 	}
 	err = ch.sendJSON(kindSetup, 0, su)
 	if err == nil {

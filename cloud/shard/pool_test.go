@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -66,8 +68,8 @@ func (tr tree) server() *tls.Certificate {
 }
 
 // testPool starts a Pool of n shard processes, which are this test
-// binary.
-func testPool(t *testing.T, n int) (tree, *Pool) {
+// binary, with the controller's profiles at profiling if set.
+func testPool(t *testing.T, n int, profiling string) (tree, *Pool) {
 	ca, err := pki.NewCA("test tree")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +82,7 @@ func testPool(t *testing.T, n int) (tree, *Pool) {
 			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", shardEnv, i))
 			return cmd
 		},
+		ProfilingListen: profiling,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +279,7 @@ func (pt *parent) cause(t *testing.T, name string) error {
 // again on its socket, and its children connect again; and when the
 // Pool stops, the connections left are closed as a parent's shutdown.
 func TestPoolRelaysChildren(t *testing.T) {
-	tr, p := testPool(t, 2)
+	tr, p := testPool(t, 2, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pt := serveParent(t, ctx, p)
@@ -445,4 +448,61 @@ func TestShardMemoryLimits(t *testing.T) {
 	if want := []int64{1600, 1500, 1400, 1300}; !slices.Equal(got, want) {
 		t.Errorf("bounds %v, want %v", got, want)
 	}
+}
+
+// TestShardProfiles checks that each shard serves its own profiles on
+// the port its number above the controller's.
+func TestShardProfiles(t *testing.T) {
+	base := freePorts(t, 3)
+	testPool(t, 2, base)
+	for i := range 2 {
+		addr := profiling.Beside(base, i+1)
+		var body []byte
+		for try := 0; ; try++ {
+			resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+			if err == nil {
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				break
+			}
+			if try == 200 {
+				t.Fatalf("shard %d's profiles: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// The shard's command line, not this process's.
+		if !strings.Contains(string(body), "-test.run=^$") {
+			t.Errorf("shard %d's profiles at %s are of %q", i, addr, body)
+		}
+	}
+}
+
+// freePorts finds n free consecutive TCP ports on loopback, and gives
+// the first's address.
+func freePorts(t *testing.T, n int) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ok := true
+		var held []net.Listener
+		for i := 1; i < n && ok; i++ {
+			l, err := net.Listen("tcp", profiling.Beside(addr, i))
+			ok = err == nil
+			if ok {
+				held = append(held, l)
+			}
+		}
+		for _, l := range append(held, ln) {
+			l.Close()
+		}
+		if ok {
+			return addr
+		}
+	}
+	t.Fatal("no free consecutive ports")
+	return ""
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
 )
@@ -60,6 +61,14 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 	if su.MemoryLimit > 0 {
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(su.MemoryLimit)
+	}
+	if su.Profiling != "" {
+		// The shard works without them: a port taken is only logged.
+		if stop, err := profiling.Serve(ctx, su.Profiling); err != nil {
+			log.Warn("profiles", "err", err)
+		} else {
+			defer stop()
+		}
 	}
 	s := &server{ch: newChannel(conn), log: log, relays: map[uint32]*relay{}}
 	if err := s.setCertificate(su.Certificate); err != nil {

@@ -84,6 +84,8 @@ type setup struct {
 	MemoryLimit int64
 	Root        []byte // DER of the tree's root CA, for client certificates
 	Certificate certificate
+	// Profiling, if set, is where the shard serves its pprof profiles.
+	Profiling string
 }
 
 // certificate is the chain a shard serves and its key.
