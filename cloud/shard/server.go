@@ -156,7 +156,9 @@ type server struct {
 // relay is a child's connection that this shard holds.
 type relay struct {
 	conn   *quic.Conn
-	stream *stream
+	str    *quic.Stream // its control stream
+	stream *stream      // the control stream's end on the channel
+	fin    bool         // the Pool's fin went to the child
 }
 
 func (s *server) setCertificate(c certificate) error {
@@ -223,7 +225,8 @@ func (s *server) relay(conn *quic.Conn) {
 	}
 	s.next++
 	id := s.next
-	rl := &relay{conn: conn, stream: newStream(s.ch, id)}
+	rl := &relay{conn: conn, str: str, stream: newStream(s.ch, id)}
+	rl.stream.pump = rl.down
 	s.relays[id] = rl
 	s.mu.Unlock()
 	defer func() {
@@ -240,13 +243,7 @@ func (s *server) relay(conn *quic.Conn) {
 		conn.CloseWithError(tunnel.CloseShutdown, "parent shutting down")
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		rl.down(str)
-		close(done)
-	}()
 	rl.up(str)
-	<-done
 }
 
 // up copies the child's control stream to the Pool, and then tells it
@@ -288,21 +285,25 @@ func (rl *relay) up(str *quic.Stream) {
 	rl.stream.end(cause) // down stops
 }
 
-// down copies what the Pool sends to the child's control stream, and
-// closes the connection as the Pool says.
-func (rl *relay) down(str *quic.Stream) {
+// down is the pump of the Pool's side of the stream: it copies what the
+// Pool sent to the child's control stream, and closes the connection as
+// the Pool says. It runs only while there is something to copy, so that
+// an idle child costs no goroutine here but up's.
+func (rl *relay) down() {
 	for {
-		b, err := rl.stream.next()
+		b, err := rl.stream.poll()
+		if err == errIdle {
+			return
+		}
 		if len(b) > 0 {
-			str.Write(b) // a failure ends the connection, which up reports
+			rl.str.Write(b) // a failure ends the connection, which up reports
 		}
 		if errors.Is(err, io.EOF) {
-			str.Close()
-			// Wait for the end of the connection.
-			for errors.Is(err, io.EOF) {
-				<-rl.stream.readable
-				_, err = rl.stream.next()
+			if !rl.fin {
+				rl.fin = true
+				rl.str.Close()
 			}
+			continue // and wait, with no goroutine, for the connection's end
 		}
 		if err != nil {
 			var ae *quic.ApplicationError

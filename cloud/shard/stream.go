@@ -36,7 +36,19 @@ type stream struct {
 	deadline time.Time
 	readable chan struct{}
 	writable chan struct{}
+
+	// pump, if set, takes what the other side sends, with poll, in place
+	// of a reader: it runs in a goroutine of its own while there is
+	// something to take, and in none while there is not, so that a shard
+	// keeps no goroutine waiting for each idle child.
+	pump    func()
+	pumping bool
+	ends    int // how many times err was set
+	polled  int // how many of those poll returned
 }
+
+// errIdle is poll's: there is nothing more to take, and the pump stops.
+var errIdle = errors.New("nothing to take")
 
 func newStream(ch channel, id uint32) *stream {
 	return &stream{id: id, ch: ch, credit: window, readable: make(chan struct{}, 1), writable: make(chan struct{}, 1)}
@@ -57,6 +69,20 @@ func (s *stream) push(b []byte) {
 	}
 	s.mu.Unlock()
 	signal(s.readable)
+	s.wake()
+}
+
+// wake starts the pump if it is not running and has something to take.
+func (s *stream) wake() {
+	s.mu.Lock()
+	start := s.pump != nil && !s.pumping && (len(s.queue) > 0 || s.ends != s.polled)
+	if start {
+		s.pumping = true
+	}
+	s.mu.Unlock()
+	if start {
+		go s.pump()
+	}
 }
 
 // end ends Read, once the queue is empty, with err; and Write at once,
@@ -64,8 +90,9 @@ func (s *stream) push(b []byte) {
 // of the connection after a fin is Read's error from then on.
 func (s *stream) end(err error) {
 	s.mu.Lock()
-	if s.err == nil || errors.Is(s.err, io.EOF) {
+	if s.err == nil || errors.Is(s.err, io.EOF) && !errors.Is(err, io.EOF) {
 		s.err = err
+		s.ends++
 	}
 	if !errors.Is(err, io.EOF) && s.closed == nil {
 		s.closed = err
@@ -73,6 +100,7 @@ func (s *stream) end(err error) {
 	s.mu.Unlock()
 	signal(s.readable)
 	signal(s.writable)
+	s.wake()
 }
 
 // deliver takes a frame of the other side's about this stream: its data,
@@ -112,7 +140,7 @@ func (s *stream) grant(payload []byte) {
 // Read reads what the other side sent, and gives it back its window as
 // it goes.
 func (s *stream) Read(p []byte) (int, error) {
-	return s.read(func(b []byte) int { return copy(p, b) })
+	return s.read(func(b []byte) int { return copy(p, b) }, false)
 }
 
 // next returns the next bytes the other side sent, as they came, without
@@ -122,13 +150,27 @@ func (s *stream) next() ([]byte, error) {
 	_, err := s.read(func(b []byte) int {
 		out = b
 		return len(b)
-	})
+	}, false)
+	return out, err
+}
+
+// poll is the pump's next: it returns the next bytes the other side sent,
+// or each end of the stream once (io.EOF after a fin, then the
+// connection's end), without waiting. When there is neither it returns
+// errIdle, and the pump must return: the next push or end starts it
+// again.
+func (s *stream) poll() ([]byte, error) {
+	var out []byte
+	_, err := s.read(func(b []byte) int {
+		out = b
+		return len(b)
+	}, true)
 	return out, err
 }
 
 // read waits for bytes, or the stream's end, and hands the bytes to take,
-// which returns how many it took.
-func (s *stream) read(take func([]byte) int) (int, error) {
+// which returns how many it took. As the pump's, it does not wait.
+func (s *stream) read(take func([]byte) int, pump bool) (int, error) {
 	for {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
@@ -149,6 +191,15 @@ func (s *stream) read(take func([]byte) int) (int, error) {
 				s.ch.send(kindCredit, s.id, binary.BigEndian.AppendUint32(nil, uint32(give)))
 			}
 			return n, nil
+		}
+		if pump {
+			err := s.err
+			if s.ends == s.polled {
+				err, s.pumping = errIdle, false
+			}
+			s.polled = s.ends
+			s.mu.Unlock()
+			return 0, err
 		}
 		if s.err != nil {
 			err := s.err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,5 +103,95 @@ func TestStreamDeadlineAndEnds(t *testing.T) {
 	}
 	if _, err := b.Write([]byte("x")); !errors.Is(err, gone) {
 		t.Fatalf("a write after the connection's end: %v, want its error", err)
+	}
+}
+
+// A pump runs only while there is something to take: each push or end
+// starts it if it is idle, it takes every byte in order and each end once
+// (the fin, then the connection's end), and it is stopped in between.
+func TestStreamPump(t *testing.T) {
+	_, b, _ := pipeStreams(t)
+	type taken struct {
+		data string
+		err  error
+	}
+	got := make(chan taken, 16)
+	var runs, running int
+	var mu sync.Mutex
+	b.mu.Lock()
+	b.pump = func() {
+		mu.Lock()
+		runs++
+		running++
+		if running > 1 {
+			t.Error("two pumps at once")
+		}
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running--
+			mu.Unlock()
+		}()
+		for {
+			d, err := b.poll()
+			if err == errIdle {
+				return
+			}
+			got <- taken{string(d), err}
+		}
+	}
+	b.mu.Unlock()
+	next := func(want taken) {
+		t.Helper()
+		select {
+		case g := <-got:
+			if g.data != want.data || !errors.Is(g.err, want.err) {
+				t.Fatalf("the pump took %q, %v; want %q, %v", g.data, g.err, want.data, want.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the pump took nothing; want %q, %v", want.data, want.err)
+		}
+	}
+	idle := func() {
+		t.Helper()
+		for range 100 {
+			b.mu.Lock()
+			p := b.pumping
+			b.mu.Unlock()
+			if !p {
+				select {
+				case g := <-got:
+					t.Fatalf("the pump took %q, %v, with nothing sent", g.data, g.err)
+				default:
+				}
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("the pump still runs with nothing to take")
+	}
+	idle()
+	b.deliver(kindData, []byte("one"))
+	next(taken{"one", nil})
+	idle()
+	b.deliver(kindData, []byte("two"))
+	b.deliver(kindData, []byte("three"))
+	b.deliver(kindFin, nil)
+	next(taken{"two", nil})
+	next(taken{"three", nil})
+	next(taken{"", io.EOF})
+	idle()
+	b.deliver(kindFin, nil) // a second fin is no new end
+	idle()
+	gone := errors.New("connection gone")
+	b.end(gone)
+	next(taken{"", gone})
+	idle()
+	b.end(errors.New("later")) // the first end stands
+	idle()
+	mu.Lock()
+	defer mu.Unlock()
+	if runs < 3 {
+		t.Errorf("the pump ran %d times, want at least 3: once for each thing sent after it stopped", runs)
 	}
 }
