@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"time"
 
@@ -44,6 +45,13 @@ type Config struct {
 	ProfilingListen string
 	Log             *slog.Logger
 }
+
+// shardProcs is each of n shards' GOMAXPROCS on a machine of cpus: the
+// shards share the CPUs. A process whose runtime spreads a few hundred
+// packets a second over every CPU spends much of its time waking threads
+// and looking for work; a shard that runs on fewer keeps its goroutines'
+// hand-offs within one thread.
+func shardProcs(cpus, n int) int { return max(1, cpus/n) }
 
 // Pool is the controller's side of a sharded tunnel: it binds the port,
 // keeps a shard process running for each of its sockets, and hands the
@@ -256,7 +264,7 @@ func (p *Pool) run(i int) error {
 		Shards: p.cfg.Shards, Shard: i, ResetKey: p.cfg.ResetKey,
 		MaxHandshakes: (p.cfg.MaxHandshakes + p.cfg.Shards - 1) / p.cfg.Shards,
 		KeepAlive:     p.cfg.KeepAlive, MemoryLimit: shardMemoryLimit(p.cfg.MemoryLimit, i, p.cfg.Shards),
-		Root: p.cfg.Root.Raw, Certificate: *p.cert,
+		Root: p.cfg.Root.Raw, Certificate: *p.cert, Procs: shardProcs(runtime.NumCPU(), p.cfg.Shards),
 	}
 	if p.cfg.ProfilingListen != "" {
 		su.Profiling = profiling.Beside(p.cfg.ProfilingListen, i+1)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 		return fmt.Errorf("tunnel shard: setup: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("shard", su.Shard)
+	if su.Procs > 0 {
+		runtime.GOMAXPROCS(su.Procs)
+	}
 	if su.MemoryLimit > 0 {
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(su.MemoryLimit)

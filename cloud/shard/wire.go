@@ -84,6 +84,8 @@ type setup struct {
 	MemoryLimit int64
 	Root        []byte // DER of the tree's root CA, for client certificates
 	Certificate certificate
+	// Procs is the shard's GOMAXPROCS.
+	Procs int
 	// Profiling, if set, is where the shard serves its pprof profiles.
 	Profiling string
 }
