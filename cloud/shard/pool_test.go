@@ -506,3 +506,13 @@ func freePorts(t *testing.T, n int) string {
 	t.Fatal("no free consecutive ports")
 	return ""
 }
+
+func TestShardProcs(t *testing.T) {
+	for _, c := range []struct{ cpus, n, want int }{
+		{2, 2, 1}, {2, 6, 1}, {8, 2, 4}, {8, 3, 2}, {1, 64, 1},
+	} {
+		if got := shardProcs(c.cpus, c.n); got != c.want {
+			t.Errorf("shardProcs(%d CPUs, %d shards) = %d, want %d", c.cpus, c.n, got, c.want)
+		}
+	}
+}

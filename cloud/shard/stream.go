@@ -143,17 +143,6 @@ func (s *stream) Read(p []byte) (int, error) {
 	return s.read(func(b []byte) int { return copy(p, b) }, false)
 }
 
-// next returns the next bytes the other side sent, as they came, without
-// a buffer of the reader's own.
-func (s *stream) next() ([]byte, error) {
-	var out []byte
-	_, err := s.read(func(b []byte) int {
-		out = b
-		return len(b)
-	}, false)
-	return out, err
-}
-
 // poll is the pump's next: it returns the next bytes the other side sent,
 // or each end of the stream once (io.EOF after a fin, then the
 // connection's end), without waiting. When there is neither it returns
