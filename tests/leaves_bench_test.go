@@ -40,9 +40,9 @@ import (
 // API server is a separate process) and the time to connect them all.
 // With OTE_PROFILE_DIR set it saves there the controller's heap and
 // goroutine profiles at the end (and each tunnel shard's heap), a CPU
-// profile of the first five seconds
-// of connecting, the controller's log as it goes, and each load
-// generator process's log, CPU profile and final heap.
+// profile of the first five seconds of connecting, the controller's log
+// as it goes, and each load generator process's log, CPU profile and
+// final heap.
 // OTE_LOST_AFTER sets the leaves' lostAfter (default 30s, a box's): the
 // controller pings each every tunnel.ParentKeepAlive, and a leaf pings
 // once half of it has passed in silence; OTE_PING_CHILDREN sets the
@@ -175,6 +175,10 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir}, procs)
 	if shards < 2 {
 		shards = 0
+	}
+	var shardProfiles []string // where each shard serves its profiles
+	for i := range shards {
+		shardProfiles = append(shardProfiles, profiling.Beside(profiles, i+1))
 	}
 	apiserver, shardPIDs := childrenOf(b, c.cmd.Process.Pid, shards)
 	controllerPIDs := append([]int{c.cmd.Process.Pid}, shardPIDs...)
@@ -317,8 +321,8 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		saveProfile(b, profiles, "heap", filepath.Join(profileDir, "heap.pprof"))
 		saveProfile(b, profiles, "goroutine", filepath.Join(profileDir, "goroutine.pprof"))
 		saveProfile(b, profiles, "heap?debug=1", filepath.Join(profileDir, "memstats.txt"))
-		for i := range shards {
-			saveProfile(b, profiling.Beside(profiles, i+1), "heap", filepath.Join(profileDir, fmt.Sprintf("shard-%d-heap.pprof", i)))
+		for i, addr := range shardProfiles {
+			saveProfile(b, addr, "heap", filepath.Join(profileDir, fmt.Sprintf("shard-%d-heap.pprof", i)))
 		}
 	}
 	report(float64(total.Held), "leaves")
@@ -327,10 +331,10 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	// the leaves keep is the heap left after a collection, forced here,
 	// once their count is taken.
 	report(float64(memStat(b, profiles, "HeapAlloc", true))/float64(leaves)/1024, "live-KiB/leaf")
-	if shards > 1 {
+	if len(shardProfiles) > 0 {
 		var live int64
-		for i := range shards {
-			live += memStat(b, profiling.Beside(profiles, i+1), "HeapAlloc", true)
+		for _, addr := range shardProfiles {
+			live += memStat(b, addr, "HeapAlloc", true)
 		}
 		report(float64(live)/float64(leaves)/1024, "shards-live-KiB/leaf")
 	}

@@ -339,7 +339,7 @@ func (p *Pool) receive(i int, ch channel) {
 			c, err := newRelayed(ch, id, &o)
 			if err != nil {
 				p.cfg.Log.Warn("tunnel shard: a child's connection", "shard", i, "err", err)
-				newStream(ch, id).sendClose(uint64(tunnel.CloseProtocol), err.Error())
+				ch.sendClose(id, uint64(tunnel.CloseProtocol), err.Error())
 				continue
 			}
 			c.forget = func() { forget(id) }

@@ -162,7 +162,6 @@ type relay struct {
 	conn   *quic.Conn
 	str    *quic.Stream // its control stream
 	stream *stream      // the control stream's end on the channel
-	fin    bool         // the Pool's fin went to the child
 }
 
 func (s *server) setCertificate(c certificate) error {
@@ -303,11 +302,10 @@ func (rl *relay) down() {
 			rl.str.Write(b) // a failure ends the connection, which up reports
 		}
 		if errors.Is(err, io.EOF) {
-			if !rl.fin {
-				rl.fin = true
-				rl.str.Close()
-			}
-			continue // and wait, with no goroutine, for the connection's end
+			// poll gives the fin once; the connection's end starts the
+			// pump again.
+			rl.str.Close()
+			continue
 		}
 		if err != nil {
 			var ae *quic.ApplicationError

@@ -67,22 +67,22 @@ func (s *stream) push(b []byte) {
 	if s.err == nil {
 		s.queue = append(s.queue, b)
 	}
+	start := s.startPump()
 	s.mu.Unlock()
 	signal(s.readable)
-	s.wake()
+	if start {
+		go s.pump()
+	}
 }
 
-// wake starts the pump if it is not running and has something to take.
-func (s *stream) wake() {
-	s.mu.Lock()
+// startPump, with s.mu held, reports whether the caller is to start the
+// pump: it is set, not running, and has something to take.
+func (s *stream) startPump() bool {
 	start := s.pump != nil && !s.pumping && (len(s.queue) > 0 || s.ends != s.polled)
 	if start {
 		s.pumping = true
 	}
-	s.mu.Unlock()
-	if start {
-		go s.pump()
-	}
+	return start
 }
 
 // end ends Read, once the queue is empty, with err; and Write at once,
@@ -97,10 +97,13 @@ func (s *stream) end(err error) {
 	if !errors.Is(err, io.EOF) && s.closed == nil {
 		s.closed = err
 	}
+	start := s.startPump()
 	s.mu.Unlock()
 	signal(s.readable)
 	signal(s.writable)
-	s.wake()
+	if start {
+		go s.pump()
+	}
 }
 
 // deliver takes a frame of the other side's about this stream: its data,
@@ -123,7 +126,7 @@ func (s *stream) deliver(kind byte, payload []byte) bool {
 // sendClose tells the other side that the connection ended, with code and
 // reason.
 func (s *stream) sendClose(code uint64, reason string) error {
-	return s.ch.send(kindClose, s.id, closePayload(code, reason))
+	return s.ch.sendClose(s.id, code, reason)
 }
 
 // grant adds credit from the other side.
@@ -143,8 +146,8 @@ func (s *stream) Read(p []byte) (int, error) {
 	return s.read(func(b []byte) int { return copy(p, b) }, false)
 }
 
-// poll is the pump's next: it returns the next bytes the other side sent,
-// or each end of the stream once (io.EOF after a fin, then the
+// poll is the pump's Read: it returns the next bytes the other side
+// sent, as they came, or each end of the stream once (io.EOF after a fin, then the
 // connection's end), without waiting. When there is neither it returns
 // errIdle, and the pump must return: the next push or end starts it
 // again.

@@ -139,6 +139,12 @@ func (ch channel) send(kind byte, id uint32, payload []byte) error {
 	return err
 }
 
+// sendClose tells the other side that stream id's connection ended, with
+// code and reason.
+func (ch channel) sendClose(id uint32, code uint64, reason string) error {
+	return ch.send(kindClose, id, closePayload(code, reason))
+}
+
 func (ch channel) sendJSON(kind byte, id uint32, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
