@@ -492,8 +492,13 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs int) *leafWorker
 		// with 1.4 GB live at 33k leaves, and it would have collected
 		// ever more often towards 50k. At 80 KiB, two processes of 50k
 		// are bound at 8.1 GiB, which fits beside the controller and its
-		// API server (7 and 2.3 GB at 70k).
+		// API server (7 and 2.3 GB at 70k). Process k's bound is k/(4N)
+		// higher, so that processes that grow alike do not collect at
+		// once: at 58k leaves, two under one bound began their
+		// collections 1 and 5 s apart, each marking for 6 s, and the
+		// packets of all the leaves waited.
 		limit := int64(c.To-c.From)*80<<10 + 256<<20
+		limit += limit * int64(k) / int64(4*procs)
 		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
 		p.cmd.Stderr = os.Stderr
 		if cfg.ProfileDir != "" {

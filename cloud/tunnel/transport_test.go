@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +261,115 @@ func TestParentPingsBeforeItsChildren(t *testing.T) {
 			t.Errorf("lostAfter %v: the parent pings every %v, its child every %v: no margin for the RTT", lostAfter, p, c)
 		}
 	}
+}
+
+// TestParentSpreadsItsPings: children that connect together, and stay
+// silent, get the parent's pings each at a period of its own, in the last
+// fifth up to the configured one; with one period for all, pings that
+// were lined up once by a pause would stay lined up (spreadKeepAlive).
+// Each child's socket notes when its packets come; past the handshake,
+// they are the parent's pings, about a period apart.
+func TestParentSpreadsItsPings(t *testing.T) {
+	t.Parallel()
+	ca, server, client := testTree(t)
+	const period = time.Second
+	ln, err := Listen("127.0.0.1:0", ServerTLS(server, ca.Cert), ListenConfig{KeepAlive: period})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for {
+			if _, err := ln.Accept(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	const children = 12
+	socks := make([]*arrivals, children)
+	var wg sync.WaitGroup
+	for i := range socks {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks[i] = &arrivals{PacketConn: udp}
+		tr := &quic.Transport{Conn: socks[i]}
+		defer tr.Close()
+		wg.Go(func() {
+			// No keepalives, nor path MTU probes, of the child's own.
+			conn, err := tr.Dial(ctx, ln.Addr(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: time.Minute, DisablePathMTUDiscovery: true})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			context.AfterFunc(ctx, func() { conn.CloseWithError(0, "") })
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	time.Sleep(period / 2) // past the handshake's and the parent's MTU probes' packets
+	for _, s := range socks {
+		s.since(time.Now())
+	}
+	time.Sleep(8 * period)
+	var medians []time.Duration
+	for i, s := range socks {
+		gaps := s.gaps()
+		if len(gaps) < 5 {
+			t.Fatalf("child %d received %d packets in %v, want a ping about every %v", i, len(gaps)+1, 8*period, period)
+		}
+		slices.Sort(gaps)
+		m := gaps[len(gaps)/2]
+		if m < period*4/5-50*time.Millisecond || m > period+50*time.Millisecond {
+			t.Errorf("child %d: pinged every %v, want %v less up to a fifth", i, m, period)
+		}
+		medians = append(medians, m)
+	}
+	slices.Sort(medians)
+	if spread := medians[len(medians)-1] - medians[0]; spread < period/20 {
+		t.Errorf("%d children's ping periods %v lie within %v of each other: the parent pings them all at one period", children, medians, spread)
+	}
+}
+
+// arrivals is a socket that notes when each packet comes.
+type arrivals struct {
+	net.PacketConn
+	mu    sync.Mutex
+	from  time.Time
+	times []time.Time
+}
+
+func (a *arrivals) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := a.PacketConn.ReadFrom(b)
+	if err == nil {
+		a.mu.Lock()
+		if now := time.Now(); !now.Before(a.from) {
+			a.times = append(a.times, now)
+		}
+		a.mu.Unlock()
+	}
+	return n, addr, err
+}
+
+// since forgets the packets before t, and notes those after it.
+func (a *arrivals) since(t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.from, a.times = t, nil
+}
+
+// gaps is the time between each packet noted and the one before it.
+func (a *arrivals) gaps() []time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var d []time.Duration
+	for i := 1; i < len(a.times); i++ {
+		d = append(d, a.times[i].Sub(a.times[i-1]))
+	}
+	return d
 }
