@@ -40,6 +40,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.TunnelShards, "tunnel-shards", 1, fmt.Sprintf("hold the children's tunnels in `N` processes (2 to %d) that share the tunnel's UDP port, each with a heap and garbage collections of its own; this process keeps the level's state and serves every child through them (Linux)", shard.MaxShards))
 	var shardMemoryLimit memoryLimitFlag
 	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process; shard i's bound is SIZE less i/(4N) of it, so that shards that grow alike do not collect at once")
+	fs.IntVar(&cfg.ShardNice, "shard-nice", -5, "with --tunnel-shards, run the shards at this process's niceness plus `N` (-20 to 19): below 0, ahead of it and of the API server, whose bursts of work would otherwise leave the shards' sockets unread and children's packets dropped; lowering it needs CAP_SYS_NICE, without which the shards run at this process's")
 	var memoryLimit memoryLimitFlag
 	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR`, and tunnel shard i's on the port i+1 above it (off by default; keep it on loopback)")
@@ -68,6 +69,9 @@ func Main(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: --shard-memory-limit needs --tunnel-shards of 2 or more", multicall.ErrUsage)
 	}
 	cfg.ShardMemoryLimit = int64(shardMemoryLimit)
+	if cfg.ShardNice < -20 || cfg.ShardNice > 19 {
+		return fmt.Errorf("%w: --shard-nice %d: give -20 to 19", multicall.ErrUsage, cfg.ShardNice)
+	}
 	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
 		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)
 	}

@@ -91,6 +91,8 @@ type Config struct {
 	// ShardMemoryLimit, if set, bounds each one's memory.
 	TunnelShards     int
 	ShardMemoryLimit int64
+	// ShardNice is added to this process's niceness for the shards'.
+	ShardNice int
 	// ProfilingListen, when set, serves net/http/pprof there; tunnel
 	// shard i serves its own on the port i+1 above.
 	ProfilingListen string
@@ -175,7 +177,7 @@ func serveTree(ctx context.Context, rc *rest.Config, cfg Config, kubeconfig stri
 	if cfg.TunnelShards > 1 {
 		pool, err = shard.Listen(shard.Config{
 			Listen: cfg.Listen, Shards: cfg.TunnelShards, Root: ca.Root, ResetKey: resetKey,
-			MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren, MemoryLimit: cfg.ShardMemoryLimit,
+			MaxHandshakes: cfg.MaxHandshakes, KeepAlive: cfg.PingChildren, MemoryLimit: cfg.ShardMemoryLimit, Nice: cfg.ShardNice,
 			ProfilingListen: cfg.ProfilingListen, Log: cfg.Log,
 		})
 		if err != nil {

@@ -36,6 +36,11 @@ type Config struct {
 	// GOGC off): shard i's bound is MemoryLimit less i/(4·Shards) of it
 	// (shardMemoryLimit).
 	MemoryLimit int64
+	// Nice is added to this process's niceness for the shards' (see
+	// startNiced): below 0, they run ahead of it and of the API server.
+	// Lowering it needs CAP_SYS_NICE; without it, the shards run at this
+	// process's.
+	Nice int
 	// Command makes shard i's process, which runs Main; default: this
 	// executable's tunnel-shard command. Its Stderr, if nil, is this
 	// process's.
@@ -251,10 +256,13 @@ func (p *Pool) run(i int) error {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
-	err = cmd.Start()
+	niceErr, err := startNiced(cmd, p.cfg.Nice)
 	peer.Close()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
+	}
+	if niceErr != nil {
+		p.cfg.Log.Warn("tunnel shard runs at this process's niceness", "shard", i, "err", niceErr)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/profiling"
@@ -67,23 +69,21 @@ func (tr tree) server() *tls.Certificate {
 	return &p
 }
 
-// testPool starts a Pool of n shard processes, which are this test
-// binary, with the controller's profiles at profiling if set.
-func testPool(t *testing.T, n int, profiling string) (tree, *Pool) {
+// testPool starts a Pool of cfg.Shards shard processes, which are this
+// test binary, on loopback; cfg gives the rest (ProfilingListen, Nice).
+func testPool(t *testing.T, cfg Config) (tree, *Pool) {
 	ca, err := pki.NewCA("test tree")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := tree{ca: ca, t: t}
-	p, err := Listen(Config{
-		Listen: "127.0.0.1:0", Shards: n, Root: ca.Cert, ResetKey: [32]byte{9},
-		Command: func(i int) *exec.Cmd {
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", shardEnv, i))
-			return cmd
-		},
-		ProfilingListen: profiling,
-	})
+	cfg.Listen, cfg.Root, cfg.ResetKey = "127.0.0.1:0", ca.Cert, [32]byte{9}
+	cfg.Command = func(i int) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", shardEnv, i))
+		return cmd
+	}
+	p, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func (pt *parent) cause(t *testing.T, name string) error {
 // again on its socket, and its children connect again; and when the
 // Pool stops, the connections left are closed as a parent's shutdown.
 func TestPoolRelaysChildren(t *testing.T) {
-	tr, p := testPool(t, 2, "")
+	tr, p := testPool(t, Config{Shards: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pt := serveParent(t, ctx, p)
@@ -454,7 +454,7 @@ func TestShardMemoryLimits(t *testing.T) {
 // the port its number above the controller's.
 func TestShardProfiles(t *testing.T) {
 	base := freePorts(t, 3)
-	testPool(t, 2, base)
+	testPool(t, Config{Shards: 2, ProfilingListen: base})
 	for i := range 2 {
 		addr := profiling.Beside(base, i+1)
 		var body []byte
@@ -505,6 +505,82 @@ func freePorts(t *testing.T, n int) string {
 	}
 	t.Fatal("no free consecutive ports")
 	return ""
+}
+
+// TestShardNiceness: every thread of each shard's process runs at the
+// niceness Config.Nice sets, from the runtime's first threads on, and
+// this process's threads keep theirs. Raising a niceness needs no
+// privilege, but lowering it back does; so both are tested where that is
+// allowed, and only the shards' raised niceness elsewhere.
+func TestShardNiceness(t *testing.T) {
+	own := niceness(t, os.Getpid())
+	deltas, privileged := []int{3}, false
+	runtime.LockOSThread()
+	if unix.Setpriority(unix.PRIO_PROCESS, 0, own[0]-1) == nil {
+		privileged = unix.Setpriority(unix.PRIO_PROCESS, 0, own[0]) == nil
+		deltas = append(deltas, -4)
+	}
+	runtime.UnlockOSThread()
+	for _, delta := range deltas {
+		t.Run(strconv.Itoa(delta), func(t *testing.T) {
+			testPool(t, Config{Shards: 2, Nice: delta})
+			var pids map[int]int
+			for try := 0; len(pids) < 2; try++ {
+				if try == 200 {
+					t.Fatalf("shard processes: %v, want 2", pids)
+				}
+				time.Sleep(50 * time.Millisecond)
+				pids = shards(t)
+			}
+			want := own[0] + delta
+			for i, pid := range pids {
+				got := niceness(t, pid)
+				if len(got) < 2 {
+					t.Errorf("shard %d has %d threads, want a runtime's several", i, len(got))
+				}
+				for _, n := range got {
+					if n != want {
+						t.Errorf("shard %d's threads run at niceness %v, want all at %d", i, got, want)
+						break
+					}
+				}
+			}
+			for _, n := range niceness(t, os.Getpid()) {
+				if privileged && n != own[0] {
+					t.Errorf("the controller's threads are at %v after starting shards, want all at %d", niceness(t, os.Getpid()), own[0])
+					break
+				}
+			}
+		})
+	}
+}
+
+// niceness is the niceness of each of pid's threads, from proc(5)'s
+// stat: field 19, counted after the command's closing parenthesis.
+func niceness(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	var out []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that has exited
+		}
+		_, rest, _ := strings.Cut(string(b), ") ")
+		fields := strings.Fields(rest)
+		if len(fields) < 17 {
+			t.Fatalf("%s: %q", f, b)
+		}
+		n, err := strconv.Atoi(fields[16])
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no threads of pid %d", pid)
+	}
+	return out
 }
 
 func TestShardProcs(t *testing.T) {

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package shard
+
+import (
+	"errors"
+	"os/exec"
+)
+
+// startNiced starts cmd at this process's niceness: setting a child's
+// is done for Linux only.
+func startNiced(cmd *exec.Cmd, delta int) (niceErr, err error) {
+	if delta == 0 {
+		return nil, cmd.Start()
+	}
+	return errors.New("niceness: Linux only"), cmd.Start()
+}
