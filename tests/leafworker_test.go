@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -65,6 +66,7 @@ type leafWorkerConfig struct {
 	Step       float64       // dials per second the pacer adds each second under it
 	ProfileDir string        // where to save a CPU profile of the whole run and the heap at the end, or ""
 	Name       string        // the profiles' prefix
+	Nice       int           // added to its niceness, for every thread (reniceThreads)
 }
 
 // leafWorkerStatus is what a leaf worker writes to its standard output,
@@ -108,6 +110,11 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 	}
 	if cfg.To <= cfg.From {
 		return fmt.Errorf("%s: no leaves from %d to %d", leafWorkerEnv, cfg.From, cfg.To)
+	}
+	if cfg.Nice != 0 {
+		if err := reniceThreads(cfg.Nice); err != nil {
+			log.Warn("the leaves run at the benchmark's niceness", "err", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -386,6 +393,36 @@ func (w *leafWorker) connect(ctx context.Context, i int) (*quic.Conn, error) {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// reniceThreads adds delta to the niceness of each of this process's
+// threads (on Linux a niceness is a thread's), at its start, before the
+// runtime has reason to make many: a thread made later is a copy of one
+// made before, and takes its niceness.
+func reniceThreads(delta int) error {
+	// The kernel's getpriority gives 20 less the niceness.
+	raw, err := unix.Getpriority(unix.PRIO_PROCESS, os.Getpid())
+	if err != nil {
+		return err
+	}
+	nice := 20 - raw + delta
+	for range 2 { // again for a thread made while the first pass ran
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, task := range tasks {
+			tid, err := strconv.Atoi(task.Name())
+			if err != nil {
+				continue
+			}
+			// A thread that has exited meanwhile is no matter.
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("niceness %+d: %w", delta, err)
+			}
+		}
+	}
+	return nil
 }
 
 // causesSince counts the causes of the losses after the first k, and

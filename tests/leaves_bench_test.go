@@ -56,7 +56,9 @@ import (
 // processes (--tunnel-shards), each bound, with OTE_SHARD_MEMORY_LIMIT,
 // by --shard-memory-limit; the controller's figures (collections, live
 // heap, profiles) are then its own process's, and the shards' live heap
-// per leaf is reported apart.
+// per leaf is reported apart. The shards run at a niceness of -5 below
+// the controller's (--shard-nice; OTE_SHARD_NICE sets it), and so does
+// the load generator.
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
@@ -89,10 +91,20 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		args = append(args, "--memory-limit", v)
 	}
 	shards, _ := strconv.Atoi(os.Getenv("OTE_CONTROLLER_SHARDS"))
+	loadgenNice := 0
 	if shards > 1 {
 		args = append(args, "--tunnel-shards", strconv.Itoa(shards))
 		if v := os.Getenv("OTE_SHARD_MEMORY_LIMIT"); v != "" {
 			args = append(args, "--shard-memory-limit", v)
+		}
+		// The leaves, which in the field have CPUs of their own, run
+		// ahead of the API server and the controller as the shards do:
+		// with only the shards ahead, the load generator's sockets were the
+		// ones that overflowed.
+		loadgenNice = -5 // --shard-nice's default
+		if v, err := strconv.Atoi(os.Getenv("OTE_SHARD_NICE")); err == nil {
+			args = append(args, "--shard-nice", os.Getenv("OTE_SHARD_NICE"))
+			loadgenNice = v
 		}
 	}
 	c := startCloud(b, args...)
@@ -172,7 +184,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		procs = min(v, leaves)
 	}
 	ws := startLeafWorkers(b, leafWorkerConfig{Kubeconfig: c.kubeconfig, Tunnel: c.tunnel, From: 0, To: leaves,
-		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir}, procs)
+		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir, Nice: loadgenNice}, procs)
 	if shards < 2 {
 		shards = 0
 	}
