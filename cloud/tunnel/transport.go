@@ -59,9 +59,9 @@ func QUICConfig() *quic.Config {
 // each connection has a period of its own in the last fifth up to it
 // (spreadKeepAlive). It is two seconds before a child with the default
 // lostAfter would ping itself, so the parent's PING and its ACK arrive
-// first unless the link's RTT nears two seconds. Against a child with a shorter lostAfter, QUIC
-// takes half the idle timeout, as the child does, and the ends take
-// turns.
+// first unless the link's RTT nears two seconds. Against a child with a
+// shorter lostAfter, QUIC takes half the idle timeout, as the child
+// does, and the ends take turns.
 const ParentKeepAlive = DefaultLostAfter/2 - 2*time.Second
 
 // DefaultLostAfter is a child's lostAfter (see ChildQUICConfig) unless
@@ -227,10 +227,10 @@ func ListenOn(udp *net.UDPConn, tlsConf *tls.Config, lc ListenConfig) (*Listener
 // parent's socket, and the probes for those lost come together again.
 // With one period for all, the burst came back every period for as long
 // as the connections lasted: after a 6 s pause of a process holding 10k
-// children, the host's UDP packets went from 2-3k a second to 8-10k for
-// one second in every 13. With periods spread over a fifth, connections
-// lined up drift apart by up to a fifth of the period with each ping,
-// and are spread over the whole period after five.
+// children, the host's UDP packets went from about 3k a second to 8-10k
+// for one second in every 13. With periods spread over a fifth,
+// connections lined up drift apart by up to a fifth of the period with
+// each ping, and are spread over the whole period after five.
 func spreadKeepAlive(period time.Duration, u float64) time.Duration {
 	return period - time.Duration(u*float64(period/5))
 }
