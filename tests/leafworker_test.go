@@ -27,13 +27,13 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/enrollment"
 	"github.com/ote-edge/ote/cloud/pki"
+	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -66,7 +66,6 @@ type leafWorkerConfig struct {
 	Step       float64       // dials per second the pacer adds each second under it
 	ProfileDir string        // where to save a CPU profile of the whole run and the heap at the end, or ""
 	Name       string        // the profiles' prefix
-	Nice       int           // added to its niceness, for every thread (reniceThreads)
 }
 
 // leafWorkerStatus is what a leaf worker writes to its standard output,
@@ -110,11 +109,6 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 	}
 	if cfg.To <= cfg.From {
 		return fmt.Errorf("%s: no leaves from %d to %d", leafWorkerEnv, cfg.From, cfg.To)
-	}
-	if cfg.Nice != 0 {
-		if err := reniceThreads(cfg.Nice); err != nil {
-			log.Warn("the leaves run at the benchmark's niceness", "err", err)
-		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -395,36 +389,6 @@ func (w *leafWorker) connect(ctx context.Context, i int) (*quic.Conn, error) {
 	return conn, nil
 }
 
-// reniceThreads adds delta to the niceness of each of this process's
-// threads (on Linux a niceness is a thread's), at its start, before the
-// runtime has reason to make many: a thread made later is a copy of one
-// made before, and takes its niceness.
-func reniceThreads(delta int) error {
-	// The kernel's getpriority gives 20 less the niceness.
-	raw, err := unix.Getpriority(unix.PRIO_PROCESS, os.Getpid())
-	if err != nil {
-		return err
-	}
-	nice := 20 - raw + delta
-	for range 2 { // again for a thread made while the first pass ran
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return err
-		}
-		for _, task := range tasks {
-			tid, err := strconv.Atoi(task.Name())
-			if err != nil {
-				continue
-			}
-			// A thread that has exited meanwhile is no matter.
-			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("niceness %+d: %w", delta, err)
-			}
-		}
-	}
-	return nil
-}
-
 // causesSince counts the causes of the losses after the first k, and
 // returns how many there are in all.
 func (w *leafWorker) causesSince(k int) (map[string]int, int) {
@@ -504,8 +468,10 @@ type leafWorkerProc struct {
 // stderr (its pacer's log, and its GC trace under GODEBUG=gctrace=1) goes
 // to a file in cfg.ProfileDir, if set. Each keeps the runtime's
 // GOMAXPROCS: at 1, a worker's collection of 3.2 GB at 27k leaves took
-// 8 s of wall time, and its socket dropped what came meanwhile.
-func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs int) *leafWorkers {
+// 8 s of wall time, and its socket dropped what came meanwhile. Each
+// runs at nice above the benchmark's niceness (shard.StartNiced), as the
+// shards do.
+func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leafWorkers {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -553,8 +519,12 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs int) *leafWorker
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := p.cmd.Start(); err != nil {
+		niceErr, err := shard.StartNiced(p.cmd, nice)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if niceErr != nil {
+			b.Logf("%s runs at the benchmark's niceness: %v", c.Name, niceErr)
 		}
 		go func() {
 			defer close(p.exited)

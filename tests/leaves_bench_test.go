@@ -184,7 +184,7 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		procs = min(v, leaves)
 	}
 	ws := startLeafWorkers(b, leafWorkerConfig{Kubeconfig: c.kubeconfig, Tunnel: c.tunnel, From: 0, To: leaves,
-		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir, Nice: loadgenNice}, procs)
+		LostAfter: lostAfter, Ceiling: ceiling, Step: 10, ProfileDir: profileDir}, procs, loadgenNice)
 	if shards < 2 {
 		shards = 0
 	}

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// startNiced starts cmd with a niceness delta from this process's: a
+// StartNiced starts cmd with a niceness delta from this process's: a
 // shard runs ahead of the API server and of this process, whose bursts
 // of work (a collection's mark workers take every core the runtime finds
 // idle) would otherwise leave a shard's socket unread for seconds, and
@@ -18,7 +18,7 @@ import (
 // of the child has it from its start. A negative delta needs
 // CAP_SYS_NICE: without it, niceErr says so and cmd starts at this
 // process's niceness; err is Start's.
-func startNiced(cmd *exec.Cmd, delta int) (niceErr, err error) {
+func StartNiced(cmd *exec.Cmd, delta int) (niceErr, err error) {
 	if delta == 0 {
 		return nil, cmd.Start()
 	}

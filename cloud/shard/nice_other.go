@@ -7,9 +7,9 @@ import (
 	"os/exec"
 )
 
-// startNiced starts cmd at this process's niceness: setting a child's
+// StartNiced starts cmd at this process's niceness: setting a child's
 // is done for Linux only.
-func startNiced(cmd *exec.Cmd, delta int) (niceErr, err error) {
+func StartNiced(cmd *exec.Cmd, delta int) (niceErr, err error) {
 	if delta == 0 {
 		return nil, cmd.Start()
 	}

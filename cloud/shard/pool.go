@@ -37,7 +37,7 @@ type Config struct {
 	// (shardMemoryLimit).
 	MemoryLimit int64
 	// Nice is added to this process's niceness for the shards' (see
-	// startNiced): below 0, they run ahead of it and of the API server.
+	// StartNiced): below 0, they run ahead of it and of the API server.
 	// Lowering it needs CAP_SYS_NICE; without it, the shards run at this
 	// process's.
 	Nice int
@@ -256,7 +256,7 @@ func (p *Pool) run(i int) error {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
-	niceErr, err := startNiced(cmd, p.cfg.Nice)
+	niceErr, err := StartNiced(cmd, p.cfg.Nice)
 	peer.Close()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
