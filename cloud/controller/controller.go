@@ -38,7 +38,7 @@ type Config struct {
 	// MaxHandshakes bounds the tunnel handshakes in progress; 0 means
 	// tunnel.DefaultMaxHandshakes.
 	MaxHandshakes int
-	// PingChildren is how often the tunnel pings a silent child
+	// PingChildren is how often the tunnel pings each child
 	// (tunnel.ListenConfig.KeepAlive): 0 means the default, a negative
 	// value never.
 	PingChildren time.Duration

@@ -82,7 +82,7 @@ type Config struct {
 	// MaxHandshakes bounds the children's handshakes in progress (see
 	// tunnel.ListenConfig); 0 means the default.
 	MaxHandshakes int
-	// PingChildren is how often the tunnel pings a silent child (see
+	// PingChildren is how often the tunnel pings each child (see
 	// tunnel.ListenConfig.KeepAlive): 0 means the default, a negative
 	// value never.
 	PingChildren time.Duration

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"time"
@@ -37,31 +36,34 @@ const (
 const ServerName = "ote-parent"
 
 // QUICConfig is a parent's: an idle timeout long enough to ride out short
-// outages on weak links, and keepalives (ParentKeepAlive, unless
-// ListenConfig says otherwise) a little more often than its children would
-// send theirs (ChildQUICConfig), so that a child's keepalive stays a
-// fallback for a parent that has gone quiet. A PING is acknowledged after
-// QUIC's ACK delay, for which the receiver sets a timer: at a parent of
-// many thousand children, those timers, reset every few milliseconds, cost
-// more than the packets (each pass over the runtime's timer heap visits
-// every connection's timer). Pinging from the parent leaves those timers
-// to each child, with one connection, and the parent only takes in ACKs,
-// which set none.
+// outages on weak links, datagrams, in which the parent pings its
+// children (see ListenConfig.KeepAlive), and QUIC's own keepalives after
+// ParentKeepAlive of silence. A listener pings every child that takes
+// datagrams on a slot of its own (pinger), a little more often than the
+// child would ping itself (ChildQUICConfig), so that a child's keepalive
+// stays a fallback for a parent that has gone quiet; QUIC's keepalive,
+// put off by the ACKs of those pings, only pings the children that do not
+// take datagrams. A PING is acknowledged after QUIC's ACK delay, for
+// which the receiver sets a timer: at a parent of many thousand children,
+// those timers, reset every few milliseconds, cost more than the packets
+// (each pass over the runtime's timer heap visits every connection's
+// timer). Pinging from the parent leaves those timers to each child, with
+// one connection, and the parent only takes in ACKs, which set none.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,
 		MaxIdleTimeout:       60 * time.Second,
 		KeepAlivePeriod:      ParentKeepAlive,
+		EnableDatagrams:      true,
 	}
 }
 
-// ParentKeepAlive is how often a parent pings a silent child, at most:
-// each connection has a period of its own in the last fifth up to it
-// (spreadKeepAlive). It is two seconds before a child with the default
-// lostAfter would ping itself, so the parent's PING and its ACK arrive
-// first unless the link's RTT nears two seconds. Against a child with a
-// shorter lostAfter, QUIC takes half the idle timeout, as the child
-// does, and the ends take turns.
+// ParentKeepAlive is how often a parent pings each child by default. It
+// is two seconds before a child with the default lostAfter would ping
+// itself, so the parent's PING and its ACK arrive first unless the link's
+// RTT nears two seconds. Against a child with a shorter lostAfter, QUIC
+// pings at half the idle timeout, as the child does, and the ends take
+// turns.
 const ParentKeepAlive = DefaultLostAfter/2 - 2*time.Second
 
 // DefaultLostAfter is a child's lostAfter (see ChildQUICConfig) unless
@@ -101,12 +103,13 @@ type ListenConfig struct {
 	// begun and to the keepalives of the children already connected,
 	// instead of to handshakes that would time out half done.
 	MaxHandshakes int
-	// KeepAlive is how often the parent pings a child that has been
-	// silent: 0 means ParentKeepAlive, a negative value never (the
-	// children's own keepalives then carry their tunnels), as with
-	// net.Dialer's KeepAlive. Each connection pings at a period of its
-	// own, in the last fifth up to this one; QUIC pings at half the idle
-	// timeout at the latest.
+	// KeepAlive is how often the parent pings each child: 0 means
+	// ParentKeepAlive, a negative value never (the children's own
+	// keepalives then carry their tunnels), as with net.Dialer's
+	// KeepAlive. Each child is pinged on a slot of its own, a multiple of
+	// PingTick into the period (see pinger); QUIC's keepalive, which
+	// pings children that do not take datagrams, comes a fifth of a
+	// period later, and at half the idle timeout at the latest.
 	KeepAlive time.Duration
 	// Shards, if more than 1, makes this listener one of that many that
 	// share a UDP port (ShardSockets), usually each in a process of its
@@ -139,6 +142,7 @@ type Listener struct {
 	ln         *quic.Listener
 	handshakes atomic.Int64
 	max        int64
+	pings      *pinger // nil: the parent does not ping
 }
 
 // errBusy refuses a connection beyond ListenConfig.MaxHandshakes.
@@ -203,12 +207,8 @@ func ListenOn(udp *net.UDPConn, tlsConf *tls.Config, lc ListenConfig) (*Listener
 		qc.KeepAlivePeriod = lc.KeepAlive
 	}
 	if qc.KeepAlivePeriod > 0 {
-		base := qc.Clone()
-		qc.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
-			c := base.Clone()
-			c.KeepAlivePeriod = spreadKeepAlive(base.KeepAlivePeriod, rand.Float64())
-			return c, nil
-		}
+		l.pings = newPinger(qc.KeepAlivePeriod)
+		qc.KeepAlivePeriod += qc.KeepAlivePeriod / 5
 	}
 	var err error
 	if l.ln, err = l.tr.Listen(tlsConf, qc); err != nil {
@@ -216,23 +216,6 @@ func ListenOn(udp *net.UDPConn, tlsConf *tls.Config, lc ListenConfig) (*Listener
 		return nil, err
 	}
 	return l, nil
-}
-
-// spreadKeepAlive is the keepalive period of one of a parent's
-// connections, for u drawn uniformly from [0, 1): in the last fifth up to
-// period. QUIC pings a period after the last packet received, so a pause
-// at either end (a collection, a busy core) after which many children's
-// packets arrive at once lines up their pings from then on: a period
-// later all go out within a few milliseconds, their ACKs overflow the
-// parent's socket, and the probes for those lost come together again.
-// With one period for all, the burst came back every period for as long
-// as the connections lasted: after a 6 s pause of a process holding 10k
-// children, the host's UDP packets went from about 3k a second to 8-10k
-// for one second in every 13. With periods spread over a fifth,
-// connections lined up drift apart by up to a fifth of the period with
-// each ping, and are spread over the whole period after five.
-func spreadKeepAlive(period time.Duration, u float64) time.Duration {
-	return period - time.Duration(u*float64(period/5))
 }
 
 // Accept waits for the next connection whose handshake is done.
@@ -245,6 +228,9 @@ func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) {
 	// still counted: it ends here.
 	if stop, ok := conn.Context().Value(endHandshake{}).(func() bool); ok && stop() {
 		l.handshakes.Add(-1)
+	}
+	if l.pings != nil && conn.ConnectionState().SupportsDatagrams.Remote {
+		l.pings.add(conn)
 	}
 	return conn, nil
 }

@@ -175,8 +175,9 @@ func TestListenerCloseFreesItsPort(t *testing.T) {
 	again.Close()
 }
 
-// TestParentKeepsSilentChildAlive: a parent pings its children, so a
-// child that sends no keepalives of its own keeps its tunnel well past
+// TestParentKeepsSilentChildAlive: a parent pings its children, on their
+// slots or, for a child that takes no datagrams, by QUIC's keepalive, so
+// a child that sends no keepalives of its own keeps its tunnel well past
 // its idle timeout; unless the parent is told never to ping.
 func TestParentKeepsSilentChildAlive(t *testing.T) {
 	ca, server, client := testTree(t)
@@ -184,10 +185,12 @@ func TestParentKeepsSilentChildAlive(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		keepAlive time.Duration
+		datagrams bool // the child takes datagrams: pinged on its slot, else by QUIC's keepalive
 		alive     bool
 	}{
-		{"default", 0, true},
-		{"never", -1, false},
+		{"default", 0, false, true}, // QUIC pings at half the idle timeout
+		{"datagrams", 2 * time.Second, true, true},
+		{"never", -1, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -204,7 +207,7 @@ func TestParentKeepsSilentChildAlive(t *testing.T) {
 					accepted <- conn
 				}
 			}()
-			conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle})
+			conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle, EnableDatagrams: tc.datagrams})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +239,7 @@ func TestParentKeepsSilentChildAlive(t *testing.T) {
 			if parentSide.Context().Err() != nil {
 				t.Fatalf("the parent's side ended: %v", context.Cause(parentSide.Context()))
 			}
-			// A PING at every half idle timeout: five in that time.
+			// A ping every 2 s or 2.5 s: five or six in that time.
 			if got := conn.ConnectionStats().PacketsReceived - received; got < 4 {
 				t.Errorf("the child received %d packets in %v, want the parent's keepalives", got, wait)
 			}
@@ -263,13 +266,13 @@ func TestParentPingsBeforeItsChildren(t *testing.T) {
 	}
 }
 
-// TestParentSpreadsItsPings: children that connect together, and stay
-// silent, get the parent's pings each at a period of its own, in the last
-// fifth up to the configured one; with one period for all, pings that
-// were lined up once by a pause would stay lined up (spreadKeepAlive).
-// Each child's socket notes when its packets come; past the handshake,
-// they are the parent's pings, about a period apart.
-func TestParentSpreadsItsPings(t *testing.T) {
+// TestParentPingsEachChildOnItsSlot: the parent pings each child that
+// takes datagrams once a period, on a slot of its own a whole number of
+// PingTicks into it, so that children connected together are pinged at
+// different times, and those that share a slot at the same time. Each
+// child's socket notes when its packets come; past the handshake, they
+// are the parent's pings.
+func TestParentPingsEachChildOnItsSlot(t *testing.T) {
 	t.Parallel()
 	ca, server, client := testTree(t)
 	const period = time.Second
@@ -300,7 +303,7 @@ func TestParentSpreadsItsPings(t *testing.T) {
 		defer tr.Close()
 		wg.Go(func() {
 			// No keepalives, nor path MTU probes, of the child's own.
-			conn, err := tr.Dial(ctx, ln.Addr(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: time.Minute, DisablePathMTUDiscovery: true})
+			conn, err := tr.Dial(ctx, ln.Addr(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: time.Minute, DisablePathMTUDiscovery: true, EnableDatagrams: true})
 			if err != nil {
 				t.Error(err)
 				return
@@ -313,26 +316,66 @@ func TestParentSpreadsItsPings(t *testing.T) {
 		return
 	}
 	time.Sleep(period / 2) // past the handshake's and the parent's MTU probes' packets
+	from := time.Now()
 	for _, s := range socks {
-		s.since(time.Now())
+		s.since(from)
 	}
 	time.Sleep(8 * period)
-	var medians []time.Duration
+	// Each child's phase: the median of its pings' times into a period.
+	phases := make([]time.Duration, children)
 	for i, s := range socks {
 		gaps := s.gaps()
-		if len(gaps) < 5 {
-			t.Fatalf("child %d received %d packets in %v, want a ping about every %v", i, len(gaps)+1, 8*period, period)
+		if len(gaps) < 6 {
+			t.Fatalf("child %d received %d packets in %v, want a ping every %v", i, len(gaps)+1, 8*period, period)
 		}
 		slices.Sort(gaps)
-		m := gaps[len(gaps)/2]
-		if m < period*4/5-50*time.Millisecond || m > period+50*time.Millisecond {
-			t.Errorf("child %d: pinged every %v, want %v less up to a fifth", i, m, period)
+		if m := gaps[len(gaps)/2]; m < period-period/20 || m > period+period/20 {
+			t.Errorf("child %d: pinged every %v, want %v", i, m, period)
 		}
-		medians = append(medians, m)
+		var into []time.Duration
+		for _, at := range s.noted() {
+			into = append(into, at.Sub(from)%period)
+		}
+		slices.Sort(into)
+		phases[i] = into[len(into)/2]
 	}
-	slices.Sort(medians)
-	if spread := medians[len(medians)-1] - medians[0]; spread < period/20 {
-		t.Errorf("%d children's ping periods %v lie within %v of each other: the parent pings them all at one period", children, medians, spread)
+	slices.Sort(phases)
+	if phases[children-1]-phases[0] < 2*PingTick {
+		t.Errorf("%d children are pinged within %v of each other in each period (phases %v): the parent pings them together", children, phases[children-1]-phases[0], phases)
+	}
+	// Slots are PingTick apart: two children's phases differ by a
+	// multiple of it, give or take the delivery's jitter.
+	for i := 1; i < children; i++ {
+		off := (phases[i] - phases[0]) % PingTick
+		if off > PingTick/2 {
+			off -= PingTick
+		}
+		if off < -PingTick/4 || off > PingTick/4 {
+			t.Errorf("children pinged %v apart in each period, not a multiple of %v (phases %v)", phases[i]-phases[0], PingTick, phases)
+			break
+		}
+	}
+}
+
+// TestPingSlots: a child's next ping is on its slot, within a period of
+// any time, a pause's end included.
+func TestPingSlots(t *testing.T) {
+	p := newPinger(13 * time.Second)
+	if p.slots != 260 {
+		t.Fatalf("%d slots of %v in %v, want 260", p.slots, PingTick, p.period)
+	}
+	for _, offset := range []time.Duration{0, PingTick, 7 * time.Second, p.period - PingTick} {
+		c := &pinged{p: p, offset: offset}
+		for _, after := range []time.Duration{0, time.Millisecond, offset - time.Millisecond, offset, offset + time.Millisecond, p.period, 3*p.period + offset, 41*p.period + 12345*time.Millisecond} {
+			now := p.epoch.Add(after)
+			next := c.next(now)
+			if !next.After(now) || next.Sub(now) > p.period {
+				t.Errorf("offset %v, at %v into the epoch: next ping %v later, want within (0, %v]", offset, after, next.Sub(now), p.period)
+			}
+			if into := next.Sub(p.epoch) % p.period; into != offset {
+				t.Errorf("offset %v, at %v into the epoch: next ping %v into its period, off its slot", offset, after, into)
+			}
+		}
 	}
 }
 
@@ -361,6 +404,13 @@ func (a *arrivals) since(t time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.from, a.times = t, nil
+}
+
+// noted is when each packet noted came.
+func (a *arrivals) noted() []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.times)
 }
 
 // gaps is the time between each packet noted and the one before it.
