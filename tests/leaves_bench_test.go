@@ -26,6 +26,7 @@ import (
 	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/crds"
 	"github.com/ote-edge/ote/cloud/profiling"
+	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
@@ -101,9 +102,9 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		// ahead of the API server and the controller as the shards do:
 		// with only the shards ahead, the load generator's sockets were the
 		// ones that overflowed.
-		loadgenNice = -5 // --shard-nice's default
+		loadgenNice = shard.DefaultNice
 		if v, err := strconv.Atoi(os.Getenv("OTE_SHARD_NICE")); err == nil {
-			args = append(args, "--shard-nice", os.Getenv("OTE_SHARD_NICE"))
+			args = append(args, "--shard-nice", strconv.Itoa(v))
 			loadgenNice = v
 		}
 	}

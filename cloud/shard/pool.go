@@ -22,6 +22,10 @@ import (
 	"github.com/ote-edge/ote/cloud/tunnel"
 )
 
+// DefaultNice is the niceness a level's shards run at by default,
+// relative to the level's own (Config.Nice).
+const DefaultNice = -5
+
 // Config configures a Pool.
 type Config struct {
 	Listen string // the tunnel's UDP address
@@ -37,9 +41,9 @@ type Config struct {
 	// (shardMemoryLimit).
 	MemoryLimit int64
 	// Nice is added to this process's niceness for the shards' (see
-	// StartNiced): below 0, they run ahead of it and of the API server.
-	// Lowering it needs CAP_SYS_NICE; without it, the shards run at this
-	// process's.
+	// StartNiced; DefaultNice is the command's default): below 0, they
+	// run ahead of it and of the API server. Lowering it needs
+	// CAP_SYS_NICE; without it, the shards run at this process's.
 	Nice int
 	// Command makes shard i's process, which runs Main; default: this
 	// executable's tunnel-shard command. Its Stderr, if nil, is this

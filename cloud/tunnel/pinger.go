@@ -74,14 +74,11 @@ func (c *pinged) next(t time.Time) time.Time {
 }
 
 // fire pings the child, and sets the timer for its next slot. Only one
-// runs at a time for a child: the timer is reset at its end. A
-// connection that has ended is not pinged, nor set again (a fire that
-// began before the end may set it once more, for one last fire that
-// does nothing).
+// runs at a time for a child: the timer is reset at its end. Once the
+// connection has ended, SendDatagram fails and the timer is not set
+// again (a fire that began before the end may set it once more, for one
+// last fire that does nothing).
 func (c *pinged) fire() {
-	if c.conn.Context().Err() != nil {
-		return
-	}
 	if err := c.conn.SendDatagram(nil); err != nil {
 		return
 	}

@@ -38,12 +38,12 @@ const ServerName = "ote-parent"
 // QUICConfig is a parent's: an idle timeout long enough to ride out short
 // outages on weak links, datagrams, in which the parent pings its
 // children (see ListenConfig.KeepAlive), and QUIC's own keepalives after
-// ParentKeepAlive of silence. A listener pings every child that takes
-// datagrams on a slot of its own (pinger), a little more often than the
-// child would ping itself (ChildQUICConfig), so that a child's keepalive
-// stays a fallback for a parent that has gone quiet; QUIC's keepalive,
-// put off by the ACKs of those pings, only pings the children that do not
-// take datagrams. A PING is acknowledged after QUIC's ACK delay, for
+// ParentKeepAlive of silence (a listener puts them off by a fifth of its
+// period more). A listener pings every child that takes datagrams on a
+// slot of its own (pinger), a little more often than the child would ping
+// itself (ChildQUICConfig), so that a child's keepalive stays a fallback
+// for a parent that has gone quiet; QUIC's keepalive, put off by the ACKs
+// of those pings, only pings the children that do not take datagrams. A PING is acknowledged after QUIC's ACK delay, for
 // which the receiver sets a timer: at a parent of many thousand children,
 // those timers, reset every few milliseconds, cost more than the packets
 // (each pass over the runtime's timer heap visits every connection's
