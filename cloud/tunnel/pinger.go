@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -21,66 +22,152 @@ import (
 // pings came, come back together too.
 const PingTick = 50 * time.Millisecond
 
-// pinger pings the children of one listener each period, on a grid of
+// pingee is a child as its pinger sees it: a *quic.Conn that takes
+// datagrams.
+type pingee interface {
+	SendDatagram([]byte) error
+}
+
+// pinger pings the children of one listener each period, on a wheel of
 // slots of PingTick from its epoch. A child's slot is drawn at random
 // when it connects and is kept for as long as it stays connected, so the
 // pings stay spread over the period whatever happens: after a pause of
-// the process (a collection, a starved core), the pings that came due
-// during it go out at once, and each child's next one is on its own
-// slot again. (Pings timed from the last packet received, as QUIC's
-// keepalives are, stay lined up after such a pause, and their ACKs came
-// back as a burst every period.)
+// the process (a collection, a starved core), the slots that came due
+// during it are pinged at once, each child once, and each child's next
+// ping is on its own slot again. (Pings timed from the last packet
+// received, as QUIC's keepalives are, stay lined up after such a pause,
+// and their ACKs came back as a burst every period.)
+//
+// One timer serves the wheel, set for its next slot that has children:
+// a timer per child made the runtime's timer heap as long as the
+// children, and the runtime scans all of it whenever a timer set
+// earlier comes due, which quic-go's connections do with theirs all the
+// time. A pinger with no children sets no timer.
 //
 // A ping is a DATAGRAM frame (RFC 9221) with nothing in it, which the
 // child acknowledges like any packet and need not read; QUIC has no
 // PING an application could send. A child that does not take datagrams
 // is pinged by QUIC's keepalive instead (QUICConfig).
 type pinger struct {
-	period time.Duration
-	epoch  time.Time
-	slots  int64
+	tick  time.Duration
+	slots int64 // a period is slots ticks
+	epoch time.Time
+	timer *time.Timer // nil: the wheel is turned by hand (tests)
+
+	mu    sync.Mutex
+	wheel []map[pingee]struct{} // the children of each slot
+	n     int                   // children on the wheel
+	next  int64                 // the first tick not yet pinged
+	armed bool                  // the timer is set, for tick wake
+	wake  int64
 }
 
+// newPinger pings each child every period, rounded down to a whole
+// number of ticks of PingTick (or of the period itself, if shorter).
 func newPinger(period time.Duration) *pinger {
-	return &pinger{period: period, epoch: time.Now(), slots: max(int64(period/PingTick), 1)}
+	p := newWheel(period)
+	p.timer = time.AfterFunc(time.Hour, p.fire)
+	p.timer.Stop()
+	return p
 }
 
-// add pings conn from now on, until it ends.
-func (p *pinger) add(conn *quic.Conn) {
-	c := &pinged{p: p, conn: conn, offset: time.Duration(rand.Int64N(p.slots)) * PingTick}
-	// The timer exists before it can fire: fire resets it.
-	c.timer = time.AfterFunc(time.Hour, c.fire)
-	c.timer.Reset(time.Until(c.next(time.Now())))
+// newWheel is a pinger without its timer.
+func newWheel(period time.Duration) *pinger {
+	tick := min(PingTick, max(period, time.Millisecond))
+	slots := max(int64(period/tick), 1)
+	return &pinger{tick: tick, slots: slots, epoch: time.Now(), wheel: make([]map[pingee]struct{}, slots)}
+}
+
+// tickOf is the tick that t falls in.
+func (p *pinger) tickOf(t time.Time) int64 { return int64(t.Sub(p.epoch) / p.tick) }
+
+// ping pings conn from now on, until it ends.
+func (p *pinger) ping(conn *quic.Conn) {
+	slot := p.add(conn)
 	// A connection that ends is let go at once, not at its next slot.
-	context.AfterFunc(conn.Context(), func() { c.timer.Stop() })
+	context.AfterFunc(conn.Context(), func() { p.remove(conn, slot) })
 }
 
-// pinged is one child of a pinger.
-type pinged struct {
-	p      *pinger
-	conn   *quic.Conn
-	offset time.Duration // its slot's, into each period
-	timer  *time.Timer
-}
-
-// next is the child's first slot after t.
-func (c *pinged) next(t time.Time) time.Time {
-	d := t.Sub(c.p.epoch) - c.offset
-	k := d / c.p.period
-	if d >= 0 {
-		k++
+// add puts c on a slot drawn at random, from which remove takes it.
+func (p *pinger) add(c pingee) (slot int64) {
+	slot = rand.Int64N(p.slots)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wheel[slot] == nil {
+		p.wheel[slot] = make(map[pingee]struct{})
 	}
-	return c.p.epoch.Add(c.offset + k*c.p.period)
+	p.wheel[slot][c] = struct{}{}
+	p.n++
+	if !p.armed {
+		// The wheel stood still: it turns on from now, not from the
+		// last slot it pinged.
+		p.next = max(p.next, p.tickOf(time.Now())+1)
+	}
+	p.arm()
+	return slot
 }
 
-// fire pings the child, and sets the timer for its next slot. Only one
-// runs at a time for a child: the timer is reset at its end. Once the
-// connection has ended, SendDatagram fails and the timer is not set
-// again (a fire that began before the end may set it once more, for one
-// last fire that does nothing).
-func (c *pinged) fire() {
-	if err := c.conn.SendDatagram(nil); err != nil {
+// remove takes c off its slot. The timer, if set for that slot, fires
+// anyway and finds nothing to ping there.
+func (p *pinger) remove(c pingee, slot int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.wheel[slot][c]; ok {
+		delete(p.wheel[slot], c)
+		p.n--
+	}
+}
+
+// arm sets the timer for the first tick from next whose slot has
+// children, unless it is set for an earlier one already. The caller
+// holds mu.
+func (p *pinger) arm() {
+	if p.n == 0 {
 		return
 	}
-	c.timer.Reset(time.Until(c.next(time.Now())))
+	for t := p.next; t < p.next+p.slots; t++ {
+		if len(p.wheel[t%p.slots]) == 0 {
+			continue
+		}
+		if p.armed && p.wake <= t {
+			return
+		}
+		p.armed, p.wake = true, t
+		if p.timer != nil {
+			p.timer.Reset(time.Until(p.epoch.Add(time.Duration(t) * p.tick)))
+		}
+		return
+	}
+}
+
+// take returns the children of every slot that has come due by now and
+// was not pinged yet, each child once however long the wheel stood, and
+// sets the timer for the next slot.
+func (p *pinger) take(now time.Time) []pingee {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last := p.tickOf(now)
+	var due []pingee
+	for t := max(p.next, last-p.slots+1); t <= last; t++ {
+		for c := range p.wheel[t%p.slots] {
+			due = append(due, c)
+		}
+	}
+	p.next = max(p.next, last+1)
+	p.armed = false
+	p.arm()
+	return due
+}
+
+// fire pings the children whose slots have come due. It sets the timer
+// for the next slot before it pings, so that a slow ping does not hold
+// up the next slot's: fires may overlap, each with slots of its own.
+// SendDatagram blocks only with 32 datagrams queued on its connection,
+// which no connection holds for long: the pings are a period apart, and
+// one that cannot send that many periods has heard nothing for as long,
+// and has reached its idle timeout and ended, failing the send.
+func (p *pinger) fire() {
+	for _, c := range p.take(time.Now()) {
+		c.SendDatagram(nil)
+	}
 }

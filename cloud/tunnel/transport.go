@@ -230,7 +230,7 @@ func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) {
 		l.handshakes.Add(-1)
 	}
 	if l.pings != nil && conn.ConnectionState().SupportsDatagrams.Remote {
-		l.pings.add(conn)
+		l.pings.ping(conn)
 	}
 	return conn, nil
 }

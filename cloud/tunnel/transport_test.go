@@ -357,27 +357,86 @@ func TestParentPingsEachChildOnItsSlot(t *testing.T) {
 	}
 }
 
-// TestPingSlots: a child's next ping is on its slot, within a period of
-// any time, a pause's end included.
-func TestPingSlots(t *testing.T) {
-	p := newPinger(13 * time.Second)
-	if p.slots != 260 {
-		t.Fatalf("%d slots of %v in %v, want 260", p.slots, PingTick, p.period)
+// TestPingWheel: turned by hand, the wheel pings each child once a
+// period on its own slot, each once after a pause however long, and
+// none once it is removed; its timer waits for the next slot that has
+// children.
+func TestPingWheel(t *testing.T) {
+	p := newWheel(13 * time.Second)
+	if p.slots != 260 || p.tick != PingTick {
+		t.Fatalf("%d slots of %v in 13s, want 260 of %v", p.slots, p.tick, PingTick)
 	}
-	for _, offset := range []time.Duration{0, PingTick, 7 * time.Second, p.period - PingTick} {
-		c := &pinged{p: p, offset: offset}
-		for _, after := range []time.Duration{0, time.Millisecond, offset - time.Millisecond, offset, offset + time.Millisecond, p.period, 3*p.period + offset, 41*p.period + 12345*time.Millisecond} {
-			now := p.epoch.Add(after)
-			next := c.next(now)
-			if !next.After(now) || next.Sub(now) > p.period {
-				t.Errorf("offset %v, at %v into the epoch: next ping %v later, want within (0, %v]", offset, after, next.Sub(now), p.period)
-			}
-			if into := next.Sub(p.epoch) % p.period; into != offset {
-				t.Errorf("offset %v, at %v into the epoch: next ping %v into its period, off its slot", offset, after, into)
+	start := p.tickOf(time.Now())
+	at := func(tick int64) time.Time { return p.epoch.Add(time.Duration(tick)*p.tick + p.tick/2) }
+	const children = 1000
+	slots := map[pingee]int64{}
+	for range children {
+		c := new(silentChild)
+		slots[c] = p.add(c)
+	}
+	pinged := map[pingee][]int64{} // the ticks each child was pinged in
+	for tick := start + 1; tick <= start+3*p.slots; tick++ {
+		for _, c := range p.take(at(tick)) {
+			pinged[c] = append(pinged[c], tick)
+		}
+		if !p.armed {
+			t.Fatalf("tick %d: the wheel of %d children set no timer", tick, p.n)
+		}
+		for s := tick + 1; s < p.wake; s++ {
+			if len(p.wheel[s%p.slots]) > 0 {
+				t.Fatalf("tick %d: the timer is set for tick %d, past slot %d's children", tick, p.wake, s%p.slots)
 			}
 		}
 	}
+	for c, slot := range slots {
+		ticks := pinged[c]
+		if len(ticks) != 3 {
+			t.Fatalf("child on slot %d pinged %d times in 3 periods, want 3", slot, len(ticks))
+		}
+		for _, tick := range ticks {
+			if tick%p.slots != slot {
+				t.Fatalf("child on slot %d pinged in tick %d, slot %d", slot, tick, tick%p.slots)
+			}
+		}
+	}
+
+	// A pause of five periods: every child once, then each on its slot.
+	var gone pingee
+	for c := range slots {
+		gone = c
+		p.remove(c, slots[c])
+		break
+	}
+	resume := start + 8*p.slots + 17
+	due := p.take(at(resume))
+	if len(due) != children-1 || slices.Contains(due, gone) {
+		t.Fatalf("after a pause, %d pinged (the removed child among them: %v), want each of the %d left once", len(due), slices.Contains(due, gone), children-1)
+	}
+	next := p.take(at(resume + 1))
+	for _, c := range next {
+		if slots[c] != (resume+1)%p.slots {
+			t.Fatalf("after the pause, slot %d pinged in the tick of slot %d", slots[c], (resume+1)%p.slots)
+		}
+	}
+
+	// Emptied, the wheel sets no timer; it turns on from the time a
+	// child comes.
+	for c, slot := range slots {
+		p.remove(c, slot)
+	}
+	p.take(at(resume + 2))
+	if p.armed || p.n != 0 {
+		t.Fatalf("an empty wheel: armed %v with %d children", p.armed, p.n)
+	}
+	if got := newWheel(30 * time.Millisecond); got.slots != 1 || got.tick != 30*time.Millisecond {
+		t.Errorf("a period of 30ms: %d slots of %v, want one of 30ms", got.slots, got.tick)
+	}
 }
+
+// silentChild is a child that the wheel can ping.
+type silentChild struct{ pings int }
+
+func (c *silentChild) SendDatagram([]byte) error { c.pings++; return nil }
 
 // arrivals is a socket that notes when each packet comes.
 type arrivals struct {
