@@ -467,8 +467,11 @@ type leafWorkerProc struct {
 // took 7 to 24 s on the two cores the controller uses too. A worker's
 // stderr (its pacer's log, and its GC trace under GODEBUG=gctrace=1) goes
 // to a file in cfg.ProfileDir, if set. Each keeps the runtime's
-// GOMAXPROCS: at 1, a worker's collection of 3.2 GB at 27k leaves took
-// 8 s of wall time, and its socket dropped what came meanwhile. Each
+// GOMAXPROCS unless OTE_LOADGEN_GOMAXPROCS is set: at 1, one worker's
+// collection of 3.2 GB at 27k leaves took 8 s of wall time, and its
+// socket dropped what came meanwhile; at 2, two workers' collections at
+// once (6.8 and 9.2 s, at 70k leaves) left the shards 0.3 to 0.45 of a
+// core, and 31k tunnels were lost. Each
 // runs at nice above the benchmark's niceness (shard.StartNiced), as the
 // shards do.
 func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leafWorkers {
@@ -503,6 +506,9 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leaf
 		limit := int64(c.To-c.From)*80<<10 + 256<<20
 		limit += limit * int64(k) / int64(4*procs)
 		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
+		if v := os.Getenv("OTE_LOADGEN_GOMAXPROCS"); v != "" {
+			p.cmd.Env = append(p.cmd.Env, "GOMAXPROCS="+v)
+		}
 		p.cmd.Stderr = os.Stderr
 		if cfg.ProfileDir != "" {
 			f, err := os.Create(filepath.Join(cfg.ProfileDir, c.Name+".log"))

@@ -59,7 +59,8 @@ import (
 // heap, profiles) are then its own process's, and the shards' live heap
 // per leaf is reported apart. The shards run at a niceness of -5 below
 // the controller's (--shard-nice; OTE_SHARD_NICE sets it), and so does
-// the load generator.
+// the load generator. OTE_LOADGEN_GOMAXPROCS sets its processes'
+// GOMAXPROCS (default: the runtime's).
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
