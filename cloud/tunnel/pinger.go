@@ -40,9 +40,10 @@ type pingee interface {
 //
 // One timer serves the wheel, set for its next slot that has children:
 // a timer per child made the runtime's timer heap as long as the
-// children, and the runtime scans all of it whenever a timer set
-// earlier comes due, which quic-go's connections do with theirs all the
-// time. A pinger with no children sets no timer.
+// children, and the runtime scans all of it whenever the time of a
+// timer that was reset comes, which happens all the time: quic-go resets
+// each connection's timer on almost every packet. A pinger with no
+// children sets no timer.
 //
 // A ping is a DATAGRAM frame (RFC 9221) with nothing in it, which the
 // child acknowledges like any packet and need not read; QUIC has no
