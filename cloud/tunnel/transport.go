@@ -43,12 +43,13 @@ const ServerName = "ote-parent"
 // slot of its own (pinger), a little more often than the child would ping
 // itself (ChildQUICConfig), so that a child's keepalive stays a fallback
 // for a parent that has gone quiet; QUIC's keepalive, put off by the ACKs
-// of those pings, only pings the children that do not take datagrams. A PING is acknowledged after QUIC's ACK delay, for
-// which the receiver sets a timer: at a parent of many thousand children,
-// those timers, reset every few milliseconds, cost more than the packets
-// (each pass over the runtime's timer heap visits every connection's
-// timer). Pinging from the parent leaves those timers to each child, with
-// one connection, and the parent only takes in ACKs, which set none.
+// of those pings, only pings the children that do not take datagrams. A
+// PING is acknowledged after QUIC's ACK delay, for which the receiver
+// sets a timer: at a parent of many thousand children, those timers,
+// reset every few milliseconds, cost more than the packets (each pass
+// over the runtime's timer heap visits every connection's timer).
+// Pinging from the parent leaves those timers to each child, with one
+// connection, and the parent only takes in ACKs, which set none.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,

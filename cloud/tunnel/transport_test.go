@@ -433,7 +433,8 @@ func TestPingWheel(t *testing.T) {
 	}
 }
 
-// silentChild is a child that the wheel can ping.
+// silentChild is a child that the wheel can ping. It is not empty, so
+// that each one has an address, and a key on the wheel, of its own.
 type silentChild struct{ pings int }
 
 func (c *silentChild) SendDatagram([]byte) error { c.pings++; return nil }
