@@ -502,8 +502,17 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leaf
 		// higher, so that processes that grow alike do not collect at
 		// once: at 58k leaves, two under one bound began their
 		// collections 1 and 5 s apart, each marking for 6 s, and the
-		// packets of all the leaves waited.
-		limit := int64(c.To-c.From)*80<<10 + 256<<20
+		// packets of all the leaves waited. OTE_LOADGEN_KIB_PER_LEAF
+		// sets the 80 KiB: at 37 to 40k leaves a process had 1.6 GB
+		// live, a heap goal of 1.9 to 2.2 GB under it, and collected
+		// every two minutes, each time for 4 to 11 s; at 120 KiB, 16 to
+		// 19 minutes apart, and two processes of 40k left the machine
+		// 2 GB of its 24.
+		perLeaf := int64(80)
+		if v, err := strconv.ParseInt(os.Getenv("OTE_LOADGEN_KIB_PER_LEAF"), 10, 64); err == nil && v > 0 {
+			perLeaf = v
+		}
+		limit := int64(c.To-c.From)*perLeaf<<10 + 256<<20
 		limit += limit * int64(k) / int64(4*procs)
 		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
 		if v := os.Getenv("OTE_LOADGEN_GOMAXPROCS"); v != "" {

@@ -60,7 +60,8 @@ import (
 // per leaf is reported apart. The shards run at a niceness of -5 below
 // the controller's (--shard-nice; OTE_SHARD_NICE sets it), and so does
 // the load generator. OTE_LOADGEN_GOMAXPROCS sets its processes'
-// GOMAXPROCS (default: the runtime's).
+// GOMAXPROCS (default: the runtime's), and OTE_LOADGEN_KIB_PER_LEAF the
+// memory bound of each per leaf (default 80; see startLeafWorkers).
 // OTE_CPU_CEILING paces the dials to keep the machine's busy share of CPU
 // under it (see dialPacer): it tells how many a controller holds from how
 // many survive a storm of connects.
@@ -332,11 +333,13 @@ func BenchmarkLeavesPerController(b *testing.B) {
 		}
 	}
 	if profileDir != "" {
-		saveProfile(b, profiles, "heap", filepath.Join(profileDir, "heap.pprof"))
+		// Heap profiles after a collection: under GOGC off the last one may
+		// be minutes old, and a profile tells the heap as of then.
+		saveProfile(b, profiles, "heap?gc=1", filepath.Join(profileDir, "heap.pprof"))
 		saveProfile(b, profiles, "goroutine", filepath.Join(profileDir, "goroutine.pprof"))
 		saveProfile(b, profiles, "heap?debug=1", filepath.Join(profileDir, "memstats.txt"))
 		for i, addr := range shardProfiles {
-			saveProfile(b, addr, "heap", filepath.Join(profileDir, fmt.Sprintf("shard-%d-heap.pprof", i)))
+			saveProfile(b, addr, "heap?gc=1", filepath.Join(profileDir, fmt.Sprintf("shard-%d-heap.pprof", i)))
 		}
 	}
 	report(float64(total.Held), "leaves")
