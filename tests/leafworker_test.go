@@ -482,6 +482,10 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leaf
 	}
 	ws := &leafWorkers{}
 	leaves := cfg.To - cfg.From
+	perLeaf := int64(80) // KiB of memory bound per leaf; see below
+	if v, err := strconv.ParseInt(os.Getenv("OTE_LOADGEN_KIB_PER_LEAF"), 10, 64); err == nil && v > 0 {
+		perLeaf = v
+	}
 	for k := range procs {
 		c := cfg
 		c.From, c.To = cfg.From+leaves*k/procs, cfg.From+leaves*(k+1)/procs
@@ -504,14 +508,10 @@ func startLeafWorkers(b *testing.B, cfg leafWorkerConfig, procs, nice int) *leaf
 		// collections 1 and 5 s apart, each marking for 6 s, and the
 		// packets of all the leaves waited. OTE_LOADGEN_KIB_PER_LEAF
 		// sets the 80 KiB: at 37 to 40k leaves a process had 1.6 GB
-		// live, a heap goal of 1.9 to 2.2 GB under it, and collected
-		// every two minutes, each time for 4 to 11 s; at 120 KiB, 16 to
-		// 19 minutes apart, and two processes of 40k left the machine
-		// 2 GB of its 24.
-		perLeaf := int64(80)
-		if v, err := strconv.ParseInt(os.Getenv("OTE_LOADGEN_KIB_PER_LEAF"), 10, 64); err == nil && v > 0 {
-			perLeaf = v
-		}
+		// live, a heap goal of 1.8 to 2.3 GB under it, and collected
+		// every one to two minutes, each time for 4 to 13 s; at 120 KiB,
+		// 16 to 19 minutes apart, and two processes of 40k left the
+		// machine about 2 GB of its 24.
 		limit := int64(c.To-c.From)*perLeaf<<10 + 256<<20
 		limit += limit * int64(k) / int64(4*procs)
 		p.cmd.Env = append(os.Environ(), leafWorkerEnv+"="+string(js), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(limit, 10))
