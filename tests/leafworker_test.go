@@ -64,7 +64,7 @@ type leafWorkerConfig struct {
 	LostAfter  time.Duration // the leaves' lostAfter
 	Ceiling    float64       // the busy share of CPU to pace dials under; 1 or more: unpaced
 	Step       float64       // dials per second the pacer adds each second under it
-	ProfileDir string        // where to save a CPU profile of the whole run and the heap at the end, or ""
+	ProfileDir string        // where to save CPU profiles of the connect and of the hold, and the heap at the end, or ""
 	Name       string        // the profiles' prefix
 }
 
@@ -234,6 +234,23 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 		case "final":
 			w.final.Store(true)
 			stopPacing()
+			if cfg.ProfileDir != "" {
+				// From here on the leaves hold their tunnels: the hold's
+				// profile apart from the connect's.
+				pprof.StopCPUProfile()
+				f, err := os.Create(filepath.Join(cfg.ProfileDir, cfg.Name+"-hold-cpu.pprof"))
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+					return err
+				}
+				defer func() {
+					pprof.StopCPUProfile()
+					f.Close()
+				}()
+			}
 		case "report":
 			stopPacing()
 			st := w.snapshot()

@@ -363,8 +363,8 @@ func TestParentPingsEachChildOnItsSlot(t *testing.T) {
 // children.
 func TestPingWheel(t *testing.T) {
 	p := newWheel(13 * time.Second)
-	if p.slots != 260 || p.tick != PingTick {
-		t.Fatalf("%d slots of %v in 13s, want 260 of %v", p.slots, p.tick, PingTick)
+	if want := int64(13 * time.Second / PingTick); p.slots != want || p.tick != PingTick {
+		t.Fatalf("%d slots of %v in 13s, want %d of %v", p.slots, p.tick, want, PingTick)
 	}
 	start := p.tickOf(time.Now())
 	at := func(tick int64) time.Time { return p.epoch.Add(time.Duration(tick)*p.tick + p.tick/2) }
