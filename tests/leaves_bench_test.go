@@ -42,8 +42,8 @@ import (
 // With OTE_PROFILE_DIR set it saves there the controller's heap and
 // goroutine profiles at the end (and each tunnel shard's heap), a CPU
 // profile of the first five seconds of connecting, the controller's log
-// as it goes, and each load generator process's log, CPU profile and
-// final heap.
+// as it goes, and each load generator process's log, CPU profiles of its
+// connect and of its hold, and final heap.
 // OTE_LOST_AFTER sets the leaves' lostAfter (default 30s, a box's): the
 // controller pings each every tunnel.ParentKeepAlive, and a leaf pings
 // once half of it has passed in silence; OTE_PING_CHILDREN sets the
