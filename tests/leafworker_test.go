@@ -32,6 +32,7 @@ import (
 
 	"github.com/ote-edge/ote/appliance/backoff"
 	"github.com/ote-edge/ote/cloud/enrollment"
+	"github.com/ote-edge/ote/cloud/gcpace"
 	"github.com/ote-edge/ote/cloud/pki"
 	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
@@ -188,6 +189,9 @@ func runLeafWorker(ctx context.Context, cfgJSON string, in io.Reader, out io.Wri
 	var running sync.WaitGroup
 	defer running.Wait()
 	defer cancel()
+	// The worker runs with GOGC off (startLeafWorkers): its collections
+	// start half way to its bound, as a shard's do.
+	running.Go(func() { gcpace.Run(ctx, time.Second, log) })
 	running.Go(func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()

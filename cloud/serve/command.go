@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/ote-edge/ote/cloud/gcpace"
 	"github.com/ote-edge/ote/cloud/shard"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
@@ -42,7 +43,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.Var(&shardMemoryLimit, "shard-memory-limit", "with --tunnel-shards, as --memory-limit for each shard's process; shard i's bound is SIZE less i/(4N) of it, so that shards that grow alike do not collect at once")
 	fs.IntVar(&cfg.ShardNice, "shard-nice", shard.DefaultNice, "with --tunnel-shards, run the shards at this process's niceness plus `N` (-20 to 19): below 0, ahead of it and of the API server, whose bursts of work would otherwise leave the shards' sockets unread and children's packets dropped; lowering it needs CAP_SYS_NICE, without which the shards run at this process's")
 	var memoryLimit memoryLimitFlag
-	fs.Var(&memoryLimit, "memory-limit", "collect garbage only as this process's memory nears `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts; default: the Go runtime's own)")
+	fs.Var(&memoryLimit, "memory-limit", "collect garbage by this process's memory bound `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts, and each collection started half way from the live heap to the bound's heap goal; default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR`, and tunnel shard i's on the port i+1 above it (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
@@ -85,6 +86,12 @@ func Main(ctx context.Context, args []string) error {
 	// kine logs through logrus; keep its per-start chatter out of the way.
 	logrus.SetLevel(logrus.WarnLevel)
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if memoryLimit > 0 {
+		// Collections started half way to the bound (package gcpace).
+		pctx, stopPacing := context.WithCancel(ctx)
+		defer stopPacing()
+		go gcpace.Run(pctx, time.Second, cfg.Log)
+	}
 	cfg.Console = quietInfo{os.Stderr}
 	cfg.Ready = func(kubeconfig, tunnel string) {
 		fmt.Printf("ote-cloud: tunnel on udp %s\n", tunnel)

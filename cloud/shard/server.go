@@ -18,6 +18,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/ote-edge/ote/cloud/gcpace"
 	"github.com/ote-edge/ote/cloud/profiling"
 	"github.com/ote-edge/ote/cloud/tunnel"
 	"github.com/ote-edge/ote/cross/multicall"
@@ -65,6 +66,18 @@ func Serve(ctx context.Context, udp, channelFile *os.File, stderr io.Writer) err
 	if su.MemoryLimit > 0 {
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(su.MemoryLimit)
+		// Collections started half way to the bound, none past its
+		// goal (package gcpace).
+		pctx, stopPacing := context.WithCancel(ctx)
+		paced := make(chan struct{})
+		go func() {
+			defer close(paced)
+			gcpace.Run(pctx, time.Second, log)
+		}()
+		defer func() {
+			stopPacing()
+			<-paced
+		}()
 	}
 	if su.Profiling != "" {
 		// The shard works without them: a port taken is only logged.

@@ -80,7 +80,8 @@ type setup struct {
 	ResetKey      [32]byte
 	MaxHandshakes int
 	KeepAlive     time.Duration
-	// MemoryLimit, if set, is the shard's GOMEMLIMIT, with GOGC off.
+	// MemoryLimit, if set, is the shard's GOMEMLIMIT, with GOGC off and
+	// its collections started early (package gcpace).
 	MemoryLimit int64
 	Root        []byte // DER of the tree's root CA, for client certificates
 	Certificate certificate
