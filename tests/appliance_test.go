@@ -52,14 +52,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freeAddr is a TCP address free on loopback (freePort).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freePort(t, "tcp")
 }
 
 // writeBootFile puts a file on the box's boot partition.

@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,14 +37,10 @@ func (l *leaf) state() (state.Uplink, *tunnel.Desired) {
 	return r.Uplink, d
 }
 
+// freeUDPAddr is a UDP address free on loopback (freePort).
 func freeUDPAddr(t testing.TB) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
+	return freePort(t, "udp")
 }
 
 // tokenFile writes an enroll.yaml for server made at the level behind
