@@ -52,10 +52,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freeAddr is a TCP address free on loopback (freePort).
+// freeAddr is a TCP address free on loopback (freeLoopbackAddr).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	return freePort(t, "tcp")
+	return freeLoopbackAddr(t, "tcp")
 }
 
 // writeBootFile puts a file on the box's boot partition.

@@ -37,10 +37,10 @@ func (l *leaf) state() (state.Uplink, *tunnel.Desired) {
 	return r.Uplink, d
 }
 
-// freeUDPAddr is a UDP address free on loopback (freePort).
+// freeUDPAddr is a UDP address free on loopback (freeLoopbackAddr).
 func freeUDPAddr(t testing.TB) string {
 	t.Helper()
-	return freePort(t, "udp")
+	return freeLoopbackAddr(t, "udp")
 }
 
 // tokenFile writes an enroll.yaml for server made at the level behind

@@ -16,9 +16,9 @@
 // It does not stop the goroutines that allocate during marking from
 // doing much of it (assists): each one that allocates takes on at least
 // 64 KB of marking, whatever the room left, and a process holding tens
-// of thousands of tunnels has a goroutine or two per tunnel. Early
+// of thousands of tunnels has a goroutine or two per tunnel. Most early
 // collections still spent as much time in assists as in background
-// marking. And a process collects about twice as often.
+// marking, or more. And a process collects about twice as often.
 package gcpace
 
 import (
@@ -61,8 +61,7 @@ func Run(ctx context.Context, every time.Duration, log *slog.Logger) error {
 		}
 		start := time.Now()
 		runtime.GC()
-		metrics.Read(samples)
-		log.Debug("collected early", "heap", objects, "live", samples[1].Value.Uint64(), "goal", goal, "took", time.Since(start))
+		log.Debug("collected early", "heap", objects, "live", live, "goal", goal, "took", time.Since(start))
 	}
 }
 

@@ -10,11 +10,11 @@ import (
 	"testing"
 )
 
-// freePort is a port free on loopback for network ("tcp" or "udp"),
-// below the kernel's range of ephemeral ports: a level stopped and
-// started again on it finds it free, where a port the kernel hands out
-// may go, while the level is down, to a client's socket.
-func freePort(t testing.TB, network string) string {
+// freeLoopbackAddr is an address free on loopback for network ("tcp" or
+// "udp"), on a port below the kernel's range of ephemeral ports: a level
+// stopped and started again on it finds it free, where a port the kernel
+// hands out may go, while the level is down, to a client's socket.
+func freeLoopbackAddr(t testing.TB, network string) string {
 	t.Helper()
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
