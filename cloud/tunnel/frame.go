@@ -114,6 +114,16 @@ type Reader struct {
 // per child, so it is small.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 512)} }
 
+// Wait waits for the next frame to begin, and returns the error that
+// ends the stream if none will. A reader that spends most of its time
+// waiting for frames waits here on a shallower stack than Read's, and
+// one goroutine per child does: a stack shrinks only while what is in
+// use is well under a quarter of it.
+func (fr *Reader) Wait() error {
+	_, err := fr.r.Peek(1)
+	return err
+}
+
 // Read reads the next frame and decodes its payload into the message of
 // its type, returned as a pointer (*Hello, *Desired, ...).
 func (fr *Reader) Read() (any, error) {

@@ -50,7 +50,12 @@ func TestFramesRoundTrip(t *testing.T) {
 		}
 	}
 	r := NewReader(&buf)
-	for _, w := range want {
+	for i, w := range want {
+		if i%2 == 1 { // Wait takes nothing from the frame it waits for
+			if err := r.Wait(); err != nil {
+				t.Fatalf("Wait: %v", err)
+			}
+		}
 		got, err := r.Read()
 		if err != nil {
 			t.Fatalf("Read: %v", err)
@@ -58,6 +63,9 @@ func TestFramesRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, w) {
 			t.Errorf("Read = %#v, want %#v", got, w)
 		}
+	}
+	if err := r.Wait(); err != io.EOF {
+		t.Errorf("Wait at the end = %v, want io.EOF", err)
 	}
 	if _, err := r.Read(); err != io.EOF {
 		t.Errorf("Read at the end = %v, want io.EOF", err)
