@@ -236,7 +236,7 @@ func (s *server) relay(conn *quic.Conn) {
 		return
 	}
 	defer s.forget(rl.stream.id)
-	rl.up(rl.str)
+	rl.up()
 }
 
 // forget drops a relay whose connection has ended.
@@ -284,13 +284,13 @@ func (s *server) accept(conn *quic.Conn) *relay {
 
 // up copies the child's control stream to the Pool, and then tells it
 // how the connection ended.
-func (rl *relay) up(str *quic.Stream) {
+func (rl *relay) up() {
 	conn := rl.conn
 	buf := make([]byte, 512)
 	var err error
 	for {
 		var n int
-		n, err = str.Read(buf)
+		n, err = rl.str.Read(buf)
 		if n > 0 {
 			if _, werr := rl.stream.Write(buf[:n]); werr != nil {
 				// The Pool closed the connection, or is gone: down

@@ -28,8 +28,9 @@ import (
 // 20k connections a shard, those passes took 22% of its CPU with ticks
 // of 50 ms, and 8% with ticks of 250 ms. With 40k children on two
 // shards, the shards then held them on 0.23 of a core instead of 0.31,
-// and the load generator's leaves on 0.25 instead of 0.34. The price is a burstier slot: at 100k children pinged every
-// 13 s, about 1,900 pings go out together, over all the shards.
+// and the load generator's leaves on 0.25 instead of 0.34. The price is
+// a burstier slot: at 100k children pinged every 13 s, about 1,900 pings
+// go out together, over all the shards.
 const PingTick = 250 * time.Millisecond
 
 // pingee is a child as its pinger sees it: a *quic.Conn that takes
