@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,9 +161,22 @@ spec:
 	}
 
 	// Everything survives a restart on the same data, under the same CA.
+	// The restart bounds the API server's memory: its runtime is told so
+	// by its environment.
 	ca, _ := os.ReadFile(filepath.Join(dir, "pki", "ca.crt"))
 	c.stop(t)
-	c = startCloud(t, "--data-dir", dir, "--api-listen", api)
+	c = startCloud(t, "--data-dir", dir, "--api-listen", api, "--apiserver-memory-limit", "1Gi")
+	apiserver, _ := childrenOf(t, c.cmd.Process.Pid, 0)
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", apiserver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(string(environ), "\x00")
+	for _, want := range []string{"GOGC=off", "GOMEMLIMIT=1073741824"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the API server's environment lacks %s: %q", want, env)
+		}
+	}
 	if out := mustKubectl(t, c.kubeconfig, "", "get", "ec", "berlin-1"); !strings.Contains(out, "Connected") {
 		t.Errorf("after a restart:\n%s", out)
 	}
@@ -182,7 +196,7 @@ spec:
 
 func TestCloudServeUsage(t *testing.T) {
 	bin := builtBinary(t, "ote-cloud")
-	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}, {"serve", "--data-dir", "a", "--ping-children", "-1s"}, {"serve", "--data-dir", "a", "--memory-limit", "lots"}, {"serve", "--data-dir", "a", "--memory-limit", "1Mi"}, {"serve", "--data-dir", "a", "--memory-limit", "-8Gi"}, {"serve", "--data-dir", "a", "--tunnel-shards", "0"}, {"serve", "--data-dir", "a", "--tunnel-shards", "65"}, {"serve", "--data-dir", "a", "--shard-memory-limit", "1Gi"}} {
+	for _, args := range [][]string{{"serve"}, {"serve", "--data-dir", "a", "--kubeconfig", "b"}, {"serve", "--bogus"}, {"serve", "--data-dir", "a", "--lost-after", "10ms"}, {"serve", "--data-dir", "a", "--ping-children", "-1s"}, {"serve", "--data-dir", "a", "--memory-limit", "lots"}, {"serve", "--data-dir", "a", "--memory-limit", "1Mi"}, {"serve", "--data-dir", "a", "--memory-limit", "-8Gi"}, {"serve", "--data-dir", "a", "--tunnel-shards", "0"}, {"serve", "--data-dir", "a", "--tunnel-shards", "65"}, {"serve", "--data-dir", "a", "--shard-memory-limit", "1Gi"}, {"serve", "--data-dir", "a", "--apiserver-memory-limit", "1Mi"}, {"serve", "--kubeconfig", "b", "--apiserver-memory-limit", "1Gi"}} {
 		r := runBinary(t, bin, args...)
 		if r.code != 2 || !strings.Contains(r.stderr, "usage: ote-cloud serve") {
 			t.Errorf("ote-cloud %v = exit %d, stderr %q; want 2 and usage", args, r.code, r.stderr)

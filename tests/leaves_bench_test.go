@@ -52,7 +52,8 @@ import (
 // --memory-limit. The benchmark reports the controller's collections
 // while connecting and holding, and its live heap per leaf after a
 // collection of its own at the end (under a bound, its resident set
-// grows towards the bound).
+// grows towards the bound). OTE_APISERVER_MEMORY_LIMIT=3Gi runs the API
+// server with that --apiserver-memory-limit.
 // OTE_CONTROLLER_SHARDS=3 holds the leaves' tunnels in that many shard
 // processes (--tunnel-shards), each bound, with OTE_SHARD_MEMORY_LIMIT,
 // by --shard-memory-limit; the controller's figures (collections, live
@@ -92,6 +93,9 @@ func BenchmarkLeavesPerController(b *testing.B) {
 	}
 	if v := os.Getenv("OTE_CONTROLLER_MEMORY_LIMIT"); v != "" {
 		args = append(args, "--memory-limit", v)
+	}
+	if v := os.Getenv("OTE_APISERVER_MEMORY_LIMIT"); v != "" {
+		args = append(args, "--apiserver-memory-limit", v)
 	}
 	shards, _ := strconv.Atoi(os.Getenv("OTE_CONTROLLER_SHARDS"))
 	loadgenNice := 0
@@ -482,7 +486,7 @@ func sumRSS(b *testing.B, pids []int) int64 {
 
 // childrenOf finds the controller's API server and its shards'
 // processes, as many as it starts.
-func childrenOf(b *testing.B, pid, shards int) (apiserver int, shardPIDs []int) {
+func childrenOf(b testing.TB, pid, shards int) (apiserver int, shardPIDs []int) {
 	b.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -44,6 +44,8 @@ func Main(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.ShardNice, "shard-nice", shard.DefaultNice, "with --tunnel-shards, run the shards at this process's niceness plus `N` (-20 to 19): below 0, ahead of it and of the API server, whose bursts of work would otherwise leave the shards' sockets unread and children's packets dropped; lowering it needs CAP_SYS_NICE, without which the shards run at this process's")
 	var memoryLimit memoryLimitFlag
 	fs.Var(&memoryLimit, "memory-limit", "collect garbage by this process's memory bound `SIZE` (8Gi, 9G, or bytes), not every two minutes and at each doubling of the heap: for a controller whose heap is mostly its children's long-lived tunnels (GOGC=off with GOMEMLIMIT=SIZE, for this process alone, not the API server it starts, and each collection started half way from the live heap to the bound's heap goal; default: the Go runtime's own)")
+	var apiserverMemoryLimit memoryLimitFlag
+	fs.Var(&apiserverMemoryLimit, "apiserver-memory-limit", "with --data-dir, run the embedded API server with GOGC=off and GOMEMLIMIT=`SIZE`, collecting by that bound: its live heap is several hundred MB whatever the number of children, and by default it collects each time the heap doubles, every few seconds while children connect, each time on every core for seconds; its resident set grows towards the bound (default: the Go runtime's own)")
 	fs.StringVar(&cfg.ProfilingListen, "profiling-listen", "", "serve Go's pprof profiles over HTTP on `ADDR`, and tunnel shard i's on the port i+1 above it (off by default; keep it on loopback)")
 	if err := multicall.Parse(fs, args, 0); err != nil {
 		return err
@@ -73,6 +75,10 @@ func Main(ctx context.Context, args []string) error {
 	if cfg.ShardNice < -20 || cfg.ShardNice > 19 {
 		return fmt.Errorf("%w: --shard-nice %d: give -20 to 19", multicall.ErrUsage, cfg.ShardNice)
 	}
+	if apiserverMemoryLimit > 0 && cfg.DataDir == "" {
+		return fmt.Errorf("%w: --apiserver-memory-limit needs --data-dir: with --kubeconfig the API server is not this process's", multicall.ErrUsage)
+	}
+	cfg.APIServerMemoryLimit = int64(apiserverMemoryLimit)
 	if cfg.FailoverAfter <= 0 || cfg.ReturnEvery <= 0 {
 		return fmt.Errorf("%w: --failover-after and --return-every must be positive", multicall.ErrUsage)
 	}

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -93,6 +94,10 @@ type Config struct {
 	ShardMemoryLimit int64
 	// ShardNice is added to this process's niceness for the shards'.
 	ShardNice int
+	// APIServerMemoryLimit, if set, is the embedded API server's
+	// GOMEMLIMIT, with GOGC off: it collects by that bound instead of at
+	// each doubling of its heap.
+	APIServerMemoryLimit int64
 	// ProfilingListen, when set, serves net/http/pprof there; tunnel
 	// shard i serves its own on the port i+1 above.
 	ProfilingListen string
@@ -326,6 +331,7 @@ func runEmbedded(ctx context.Context, cfg Config) error {
 		Services: []supervisor.Service{{
 			Name:      "apiserver",
 			Argv:      apiserverArgs(kube, host, port, "unix://"+kineSocket, certs),
+			Env:       apiserverEnv(cfg.APIServerMemoryLimit),
 			Ready:     supervisor.HTTPProbe{URL: apiURL + "/readyz", Client: probeClient},
 			StopGrace: 15 * time.Second,
 		}},
@@ -391,6 +397,16 @@ func connectHost(host string) string {
 		return "127.0.0.1"
 	}
 	return host
+}
+
+// apiserverEnv is what the API server's environment adds to this
+// process's: with a memory limit, GOGC off and GOMEMLIMIT (the runtime
+// reads both at its start); nil without one.
+func apiserverEnv(memoryLimit int64) []string {
+	if memoryLimit <= 0 {
+		return nil
+	}
+	return []string{"GOGC=off", "GOMEMLIMIT=" + strconv.FormatInt(memoryLimit, 10)}
 }
 
 func apiserverArgs(kube, host, port, etcd string, c certFiles) []string {
