@@ -315,7 +315,7 @@ func TestParentPingsEachChildOnItsSlot(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	time.Sleep(period / 2) // past the handshake's and the parent's MTU probes' packets
+	time.Sleep(period / 2) // past the handshake's packets
 	from := time.Now()
 	for _, s := range socks {
 		s.since(from)
