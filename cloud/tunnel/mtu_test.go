@@ -44,28 +44,10 @@ func TestNoPathMTUProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	accepted := make(chan *quic.Conn, 1)
-	go func() {
-		if conn, err := ln.Accept(ctx); err == nil {
-			accepted <- conn
-		}
-	}()
 	var sizes packetSizes
 	cfg := ChildQUICConfig(DefaultLostAfter)
 	cfg.Tracer = func(context.Context, bool, quic.ConnectionID) qlogwriter.Trace { return &sizes }
-	conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	select {
-	case parentSide := <-accepted:
-		defer parentSide.CloseWithError(0, "")
-	case <-ctx.Done():
-		t.Fatal("the parent accepted no connection")
-	}
+	connectChild(t, ln, ClientTLS(client, ca.Cert), cfg)
 	// On loopback, a probe would go out within a few RTTs of the
 	// handshake: a second is hundreds of them.
 	time.Sleep(time.Second)

@@ -199,25 +199,7 @@ func TestParentKeepsSilentChildAlive(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			accepted := make(chan *quic.Conn, 1)
-			go func() {
-				if conn, err := ln.Accept(ctx); err == nil {
-					accepted <- conn
-				}
-			}()
-			conn, err := quic.DialAddr(ctx, ln.Addr().String(), ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle, EnableDatagrams: tc.datagrams})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.CloseWithError(0, "")
-			var parentSide *quic.Conn
-			select {
-			case parentSide = <-accepted:
-			case <-ctx.Done():
-				t.Fatal("the parent accepted no connection")
-			}
+			conn, parentSide := connectChild(t, ln, ClientTLS(client, ca.Cert), &quic.Config{MaxIdleTimeout: idle, EnableDatagrams: tc.datagrams})
 			time.Sleep(time.Second) // past the handshake's packets
 			received := conn.ConnectionStats().PacketsReceived
 			const wait = 2*idle + idle/2
@@ -482,4 +464,31 @@ func (a *arrivals) gaps() []time.Duration {
 		d = append(d, a.times[i].Sub(a.times[i-1]))
 	}
 	return d
+}
+
+// connectChild dials ln as a child with tlsConf and cfg, and returns both
+// ends of the tunnel once the parent has accepted it; both close when the
+// test ends.
+func connectChild(t *testing.T, ln *Listener, tlsConf *tls.Config, cfg *quic.Config) (child, parent *quic.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	accepted := make(chan *quic.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(ctx); err == nil {
+			accepted <- conn
+		}
+	}()
+	child, err := quic.DialAddr(ctx, ln.Addr().String(), tlsConf, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.CloseWithError(0, "") })
+	select {
+	case parent = <-accepted:
+		t.Cleanup(func() { parent.CloseWithError(0, "") })
+	case <-ctx.Done():
+		t.Fatal("the parent accepted no connection")
+	}
+	return child, parent
 }
